@@ -1,0 +1,1 @@
+#include "gemma_proto.h"
