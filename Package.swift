@@ -34,10 +34,11 @@ let package = Package(
 
         // MARK: Wire protocol and RPC runtime
         .target(name: "GemmaProto", dependencies: ["CProtobufC"]),
+        .target(name: "GemmaAPI", dependencies: ["GemmaProto"]),
         .target(
             name: "GemmaRPC",
             dependencies: [
-                "GemmaProto", "CProtobufC", "CSystemd",
+                "GemmaAPI", "CSystemd",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]),
@@ -54,28 +55,28 @@ let package = Package(
         // MARK: Executables
         .executableTarget(
             name: "gemma-tokenizer",
-            dependencies: ["GemmaRPC", "GemmaProto", "GemmaTokenizer"]),
+            dependencies: ["GemmaRPC", "GemmaAPI", "GemmaTokenizer"]),
         .executableTarget(
             name: "gemma-vision",
-            dependencies: ["GemmaRPC", "GemmaProto", "GemmaVision"]),
+            dependencies: ["GemmaRPC", "GemmaAPI", "GemmaVision"]),
         .executableTarget(
             name: "gemma-decoder",
-            dependencies: ["GemmaRPC", "GemmaProto", "GemmaText"]),
+            dependencies: ["GemmaRPC", "GemmaAPI", "GemmaText"]),
         .executableTarget(
             name: "gemma",
             dependencies: [
-                "GemmaRPC", "GemmaProto", "GemmaText", "GemmaVision", "GemmaTokenizer",
+                "GemmaRPC", "GemmaAPI", "GemmaText", "GemmaVision", "GemmaTokenizer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
 
         // MARK: Tests
-        .testTarget(name: "GemmaRPCTests", dependencies: ["GemmaRPC", "GemmaProto"]),
+        .testTarget(name: "GemmaRPCTests", dependencies: ["GemmaRPC", "GemmaAPI"]),
         .testTarget(name: "GemmaWeightsTests", dependencies: ["GemmaWeights"]),
         .testTarget(name: "GemmaKernelsTests", dependencies: ["GemmaKernels"]),
         .testTarget(name: "GemmaTokenizerTests", dependencies: ["GemmaTokenizer"]),
         .testTarget(name: "GemmaTextTests", dependencies: ["GemmaText"]),
         .testTarget(name: "GemmaVisionTests", dependencies: ["GemmaVision"]),
-        .testTarget(name: "ServiceTests", dependencies: ["GemmaRPC", "GemmaProto"]),
+        .testTarget(name: "ServiceTests", dependencies: ["GemmaRPC", "GemmaAPI"]),
     ],
     swiftLanguageModes: [.v6]
 )

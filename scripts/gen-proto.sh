@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Generates protobuf-c code from Protos/ into the GemmaProto target (sources beside headers
-# under include/). With --check, generates into a scratch folder and fails on any difference.
+# under include/), and the Swift value types of the GemmaAPI target. With --check, generates into a scratch folder and fails on any difference.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 check=0
@@ -17,7 +17,13 @@ mv "$scratch"/raw/gemma/v1/*.pb-c.h "$scratch/target/include/gemma/v1/"
   for h in "$scratch"/target/include/gemma/v1/*.pb-c.h; do echo "#include \"gemma/v1/$(basename "$h")\""; done
 } > "$scratch/target/include/gemma_proto.h"
 printf 'module GemmaProto {\n    header "gemma_proto.h"\n    export *\n}\n' > "$scratch/target/include/module.modulemap"
+swift_out=Sources/GemmaAPI/Messages.generated.swift
+protoc --proto_path=Protos --include_imports --descriptor_set_out="$scratch/fds.pb" Protos/gemma/v1/*.proto
+python3 scripts/gen-swift-api.py "$scratch/fds.pb" > "$scratch/Messages.generated.swift"
 if [ $check = 1 ]; then
+  if ! cmp -s "$scratch/Messages.generated.swift" "$swift_out"; then
+    echo "$swift_out is stale: run 'make proto'" >&2; exit 1
+  fi
   if diff -r "$scratch/target" "$out" >/dev/null; then echo "protobuf-c code is up to date"; exit 0; fi
   echo "protobuf-c code in $out is stale: run 'make proto'" >&2
   diff -r "$scratch/target" "$out" | head -20 >&2
@@ -25,4 +31,5 @@ if [ $check = 1 ]; then
 fi
 rm -rf "$out/gemma" "$out/include"
 cp -r "$scratch/target/." "$out/"
+cp "$scratch/Messages.generated.swift" "$swift_out"
 echo "generated into $out"
