@@ -1,1 +1,430 @@
+// Kernel dispatch, format tables, conversions, and the thread pool.
 #include "ckernels.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#include <immintrin.h>
+#define CK_X86 1
+#else
+#define CK_X86 0
+#endif
+
+// MARK: half-precision conversion
+
+static float ck_fp16_table[65536];
+static pthread_once_t ck_init_once = PTHREAD_ONCE_INIT;
+
+static float ck_fp16_compute(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000) << 16;
+    uint32_t exponent = (h >> 10) & 0x1F;
+    uint32_t mantissa = h & 0x3FF;
+    uint32_t bits;
+    if (exponent == 0x1F) {
+        bits = sign | 0x7F800000u | (mantissa << 13);
+    } else if (exponent != 0) {
+        bits = sign | ((exponent + 112) << 23) | (mantissa << 13);
+    } else if (mantissa == 0) {
+        bits = sign;
+    } else {
+        // Subnormal: value = mantissa · 2^-24.
+        float magnitude = (float)mantissa * 5.9604644775390625e-8f;
+        memcpy(&bits, &magnitude, 4);
+        bits |= sign;
+    }
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+static inline float ck_half(const uint8_t *p) {
+    uint16_t h;
+    memcpy(&h, p, 2);
+    return ck_fp16_table[h];
+}
+
+float ck_fp16_to_f32(uint16_t h) { return ck_fp16_compute(h); }
+
+uint16_t ck_f32_to_fp16(float f) {
+    // Round to nearest even, with overflow to infinity and gradual underflow.
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    uint32_t sign = (x >> 16) & 0x8000;
+    uint32_t abs = x & 0x7FFFFFFF;
+    if (abs > 0x7F800000) return (uint16_t)(sign | 0x7E00);  // NaN
+    if (abs >= 0x477FF000) return (uint16_t)(sign | 0x7C00); // rounds to ≥ 65520: infinity
+    if (abs < 0x38800000) {
+        // Result is subnormal (or zero): scale into the 10-bit mantissa and round.
+        float magnitude;
+        memcpy(&magnitude, &abs, 4);
+        float scaled = magnitude * 16777216.0f;  // 2^24
+        uint32_t m = (uint32_t)lrintf(scaled);
+        return (uint16_t)(sign | m);
+    }
+    uint32_t mantissa = abs & 0x7FFFFF;
+    uint32_t exponent = (abs >> 23) - 112;
+    uint32_t result = (exponent << 10) | (mantissa >> 13);
+    uint32_t remainder = mantissa & 0x1FFF;
+    if (remainder > 0x1000 || (remainder == 0x1000 && (result & 1))) result += 1;
+    return (uint16_t)(sign | result);
+}
+
+float ck_bf16_to_f32(uint16_t h) {
+    uint32_t bits = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+// Q4_K / Q5_K pack eight 6-bit scales and eight 6-bit minimums into 12 bytes:
+// j < 4: low 6 bits of bytes j (scale) and j+4 (min); j ≥ 4: a nibble of byte j+4 plus the
+// top two bits of bytes j−4 (scale) and j (min).
+static inline void ck_kquant_scale_min(int j, const uint8_t *packed, uint8_t *scale, uint8_t *min) {
+    if (j < 4) {
+        *scale = packed[j] & 63;
+        *min = packed[j + 4] & 63;
+    } else {
+        *scale = (uint8_t)((packed[j + 4] & 0x0F) | ((packed[j - 4] >> 6) << 4));
+        *min = (uint8_t)((packed[j + 4] >> 4) | ((packed[j] >> 6) << 4));
+    }
+}
+
+// MARK: the variants
+
+#define CK_SUFFIX scalar
+#define CK_TARGET
+#define CK_VARIANT_AVX2 0
+#define CK_VARIANT_AVX512 0
+#include "kernels_body.h"
+#undef CK_SUFFIX
+#undef CK_TARGET
+#undef CK_VARIANT_AVX2
+#undef CK_VARIANT_AVX512
+
+#if CK_X86
+#define CK_SUFFIX avx2
+#define CK_TARGET __attribute__((target("avx2,fma,f16c")))
+#define CK_VARIANT_AVX2 1
+#define CK_VARIANT_AVX512 0
+#include "kernels_body.h"
+#undef CK_SUFFIX
+#undef CK_TARGET
+#undef CK_VARIANT_AVX2
+#undef CK_VARIANT_AVX512
+
+#define CK_SUFFIX avx512
+#define CK_TARGET __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")))
+#define CK_VARIANT_AVX2 0
+#define CK_VARIANT_AVX512 1
+#include "kernels_body.h"
+#undef CK_SUFFIX
+#undef CK_TARGET
+#undef CK_VARIANT_AVX2
+#undef CK_VARIANT_AVX512
+#endif
+
+typedef struct {
+    int (*dequantize_row)(int, const void *, float *, int64_t);
+    void (*quantize_q8)(const float *, ck_q8_block *, int64_t);
+    float (*vec_dot)(int, const void *, const float *, const ck_q8_block *, int64_t);
+    float (*dot_f32)(const float *, const float *, int64_t);
+    void (*axpy_f32)(float, const float *, float *, int64_t);
+} ck_variant;
+
+static const ck_variant ck_variants[3] = {
+    {dequantize_row_scalar, quantize_q8_scalar, vec_dot_scalar, dot_f32_scalar, axpy_f32_scalar},
+#if CK_X86
+    {dequantize_row_avx2, quantize_q8_avx2, vec_dot_avx2, dot_f32_avx2, axpy_f32_avx2},
+    {dequantize_row_avx512, quantize_q8_avx512, vec_dot_avx512, dot_f32_avx512, axpy_f32_avx512},
+#else
+    {dequantize_row_scalar, quantize_q8_scalar, vec_dot_scalar, dot_f32_scalar, axpy_f32_scalar},
+    {dequantize_row_scalar, quantize_q8_scalar, vec_dot_scalar, dot_f32_scalar, axpy_f32_scalar},
+#endif
+};
+
+static int ck_best;
+static _Atomic int ck_active;
+
+static int ck_detect_isa(void) {
+#if CK_X86
+    unsigned eax, ebx, ecx, edx;
+    if (!__get_cpuid(1, &eax, &ebx, &ecx, &edx)) return CK_ISA_SCALAR;
+    int osxsave = (ecx >> 27) & 1, fma = (ecx >> 12) & 1, f16c = (ecx >> 29) & 1;
+    if (!osxsave) return CK_ISA_SCALAR;
+    // The OS must save the YMM (and for AVX-512, the ZMM and mask) registers.
+    unsigned xcr0_lo, xcr0_hi;
+    __asm__ volatile("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0));
+    int ymm_saved = (xcr0_lo & 0x6) == 0x6;
+    int zmm_saved = (xcr0_lo & 0xE6) == 0xE6;
+    if (!__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx)) return CK_ISA_SCALAR;
+    int avx2 = (ebx >> 5) & 1;
+    int avx512f = (ebx >> 16) & 1, avx512bw = (ebx >> 30) & 1, avx512vl = (ebx >> 31) & 1;
+    int avx512vnni = (ecx >> 11) & 1;
+    if (avx2 && fma && f16c && ymm_saved) {
+        if (avx512f && avx512bw && avx512vl && avx512vnni && zmm_saved) return CK_ISA_AVX512;
+        return CK_ISA_AVX2;
+    }
+#endif
+    return CK_ISA_SCALAR;
+}
+
+static void ck_initialize(void) {
+    for (uint32_t h = 0; h < 65536; h++) ck_fp16_table[h] = ck_fp16_compute((uint16_t)h);
+    ck_best = ck_detect_isa();
+    const char *forced = getenv("GEMMA_KERNEL_ISA");  // "scalar" or "avx2": test a slower path
+    int chosen = ck_best;
+    if (forced && strcmp(forced, "scalar") == 0) chosen = CK_ISA_SCALAR;
+    if (forced && strcmp(forced, "avx2") == 0 && ck_best >= CK_ISA_AVX2) chosen = CK_ISA_AVX2;
+    atomic_store(&ck_active, chosen);
+}
+
+static inline const ck_variant *ck_current(void) {
+    pthread_once(&ck_init_once, ck_initialize);
+    return &ck_variants[atomic_load_explicit(&ck_active, memory_order_relaxed)];
+}
+
+int ck_active_isa(void) { ck_current(); return atomic_load(&ck_active); }
+int ck_best_isa(void) { ck_current(); return ck_best; }
+int ck_select_isa(int isa) {
+    ck_current();
+    if (isa < CK_ISA_SCALAR || isa > ck_best) return 0;
+    atomic_store(&ck_active, isa);
+    return 1;
+}
+
+// MARK: formats
+
+int64_t ck_block_elements(int type) {
+    switch (type) {
+    case CK_F32: case CK_F16: case CK_BF16: return 1;
+    case CK_Q4_0: case CK_Q4_1: case CK_Q5_0: case CK_Q5_1: case CK_Q8_0: return 32;
+    case CK_Q4_K: case CK_Q5_K: case CK_Q6_K: return 256;
+    default: return 0;
+    }
+}
+
+int64_t ck_block_bytes(int type) {
+    switch (type) {
+    case CK_F32: return 4;
+    case CK_F16: case CK_BF16: return 2;
+    case CK_Q4_0: return 18;
+    case CK_Q4_1: return 20;
+    case CK_Q5_0: return 22;
+    case CK_Q5_1: return 24;
+    case CK_Q8_0: return 34;
+    case CK_Q4_K: return 144;
+    case CK_Q5_K: return 176;
+    case CK_Q6_K: return 210;
+    default: return 0;
+    }
+}
+
+int64_t ck_row_bytes(int type, int64_t n) {
+    int64_t elements = ck_block_elements(type);
+    if (elements == 0 || n < 0 || n % elements != 0) return 0;
+    return n / elements * ck_block_bytes(type);
+}
+
+int ck_uses_q8_activations(int type) { return ck_block_elements(type) > 1; }
+
+// MARK: single-row entry points
+
+int ck_dequantize_row(int type, const void *src, float *dst, int64_t n) {
+    if (ck_row_bytes(type, n) == 0 && n != 0) return 0;
+    return ck_current()->dequantize_row(type, src, dst, n);
+}
+
+void ck_quantize_q8(const float *x, ck_q8_block *dst, int64_t n) { ck_current()->quantize_q8(x, dst, n); }
+
+float ck_vec_dot(int type, const void *row, const float *x, const ck_q8_block *xq, int64_t n) {
+    return ck_current()->vec_dot(type, row, x, xq, n);
+}
+
+float ck_dot_f32(const float *a, const float *b, int64_t n) { return ck_current()->dot_f32(a, b, n); }
+void ck_axpy_f32(float a, const float *x, float *y, int64_t n) { ck_current()->axpy_f32(a, x, y, n); }
+
+// MARK: thread pool
+
+struct ck_pool {
+    int threads;
+    pthread_t *workers;
+    pthread_mutex_t mutex;
+    pthread_cond_t start;
+    pthread_cond_t finished;
+    uint64_t generation;      // bumped for every batch; workers wait for a change
+    int stopping;
+    int busy_workers;         // workers still running the current batch
+    void (*task)(void *, int64_t);
+    void *context;
+    int64_t count;
+    _Atomic int64_t next;     // next task index to claim
+};
+
+static void ck_pool_drain(ck_pool *pool) {
+    for (;;) {
+        int64_t index = atomic_fetch_add_explicit(&pool->next, 1, memory_order_relaxed);
+        if (index >= pool->count) break;
+        pool->task(pool->context, index);
+    }
+}
+
+static void *ck_pool_worker(void *argument) {
+    ck_pool *pool = (ck_pool *)argument;
+    uint64_t seen = 0;
+    pthread_mutex_lock(&pool->mutex);
+    for (;;) {
+        while (!pool->stopping && pool->generation == seen) pthread_cond_wait(&pool->start, &pool->mutex);
+        if (pool->stopping) break;
+        seen = pool->generation;
+        pthread_mutex_unlock(&pool->mutex);
+        ck_pool_drain(pool);
+        pthread_mutex_lock(&pool->mutex);
+        if (--pool->busy_workers == 0) pthread_cond_signal(&pool->finished);
+    }
+    pthread_mutex_unlock(&pool->mutex);
+    return NULL;
+}
+
+ck_pool *ck_pool_create(int threads) {
+    if (threads < 1) threads = 1;
+    ck_pool *pool = calloc(1, sizeof(ck_pool));
+    if (!pool) return NULL;
+    pool->threads = threads;
+    pthread_mutex_init(&pool->mutex, NULL);
+    pthread_cond_init(&pool->start, NULL);
+    pthread_cond_init(&pool->finished, NULL);
+    pool->workers = calloc((size_t)threads, sizeof(pthread_t));
+    for (int i = 0; i < threads - 1; i++) {
+        if (pthread_create(&pool->workers[i], NULL, ck_pool_worker, pool) != 0) {
+            pool->threads = i + 1;
+            ck_pool_destroy(pool);
+            return NULL;
+        }
+    }
+    return pool;
+}
+
+void ck_pool_destroy(ck_pool *pool) {
+    if (!pool) return;
+    pthread_mutex_lock(&pool->mutex);
+    pool->stopping = 1;
+    pthread_cond_broadcast(&pool->start);
+    pthread_mutex_unlock(&pool->mutex);
+    for (int i = 0; i < pool->threads - 1; i++) pthread_join(pool->workers[i], NULL);
+    pthread_mutex_destroy(&pool->mutex);
+    pthread_cond_destroy(&pool->start);
+    pthread_cond_destroy(&pool->finished);
+    free(pool->workers);
+    free(pool);
+}
+
+int ck_pool_threads(const ck_pool *pool) { return pool ? pool->threads : 1; }
+
+void ck_pool_run(ck_pool *pool, void (*task)(void *, int64_t), void *context, int64_t count) {
+    if (count <= 0) return;
+    if (!pool || pool->threads == 1 || count == 1) {
+        for (int64_t i = 0; i < count; i++) task(context, i);
+        return;
+    }
+    pthread_mutex_lock(&pool->mutex);
+    pool->task = task;
+    pool->context = context;
+    pool->count = count;
+    atomic_store(&pool->next, 0);
+    pool->busy_workers = pool->threads - 1;
+    pool->generation++;
+    pthread_cond_broadcast(&pool->start);
+    pthread_mutex_unlock(&pool->mutex);
+    ck_pool_drain(pool);
+    pthread_mutex_lock(&pool->mutex);
+    while (pool->busy_workers > 0) pthread_cond_wait(&pool->finished, &pool->mutex);
+    pthread_mutex_unlock(&pool->mutex);
+}
+
+// MARK: matrix kernels
+
+typedef struct {
+    const ck_variant *variant;
+    int type;
+    const uint8_t *weights;
+    int64_t rows, cols, row_stride, rows_per_task;
+    const float *x;
+    const ck_q8_block *xq;
+    int64_t count;  // input vectors
+    float *y;
+} ck_matvec_job;
+
+/// Rows per task: enough tasks to balance threads, each a multiple of 8 rows.
+static int64_t ck_rows_per_task(ck_pool *pool, int64_t rows) {
+    int64_t tasks = (int64_t)ck_pool_threads(pool) * 8;
+    int64_t per = (rows + tasks - 1) / tasks;
+    per = (per + 7) / 8 * 8;
+    return per < 8 ? 8 : per;
+}
+
+static void ck_matvec_task(void *context, int64_t index) {
+    ck_matvec_job *job = (ck_matvec_job *)context;
+    int64_t first = index * job->rows_per_task;
+    int64_t end = first + job->rows_per_task;
+    if (end > job->rows) end = job->rows;
+    int64_t q8_blocks = job->cols / 32;
+    for (int64_t r = first; r < end; r++) {
+        const uint8_t *row = job->weights + r * job->row_stride;
+        for (int64_t v = 0; v < job->count; v++) {
+            job->y[v * job->rows + r] = job->variant->vec_dot(
+                job->type, row, job->x + v * job->cols, job->xq ? job->xq + v * q8_blocks : NULL, job->cols);
+        }
+    }
+}
+
+int ck_matvec_multi(ck_pool *pool, int type, const void *weights, int64_t rows, int64_t cols,
+                    int64_t row_stride, const float *x, int64_t count, float *y) {
+    if (ck_row_bytes(type, cols) == 0 || rows < 0 || count < 0) return 0;
+    const ck_variant *variant = ck_current();
+    ck_q8_block *xq = NULL;
+    if (ck_uses_q8_activations(type)) {
+        xq = malloc((size_t)(count * (cols / 32)) * sizeof(ck_q8_block));
+        if (!xq) return 0;
+        for (int64_t v = 0; v < count; v++) variant->quantize_q8(x + v * cols, xq + v * (cols / 32), cols);
+    }
+    ck_matvec_job job = {variant, type, weights, rows, cols, row_stride, ck_rows_per_task(pool, rows),
+                         x, xq, count, y};
+    ck_pool_run(pool, ck_matvec_task, &job, (rows + job.rows_per_task - 1) / job.rows_per_task);
+    free(xq);
+    return 1;
+}
+
+int ck_matvec(ck_pool *pool, int type, const void *weights, int64_t rows, int64_t cols,
+              int64_t row_stride, const float *x, float *y) {
+    return ck_matvec_multi(pool, type, weights, rows, cols, row_stride, x, 1, y);
+}
+
+typedef struct {
+    const ck_variant *variant;
+    int type;
+    const uint8_t *weights;
+    int64_t rows, cols, row_stride, rows_per_task;
+    float *dst;
+} ck_dequantize_job;
+
+static void ck_dequantize_task(void *context, int64_t index) {
+    ck_dequantize_job *job = (ck_dequantize_job *)context;
+    int64_t first = index * job->rows_per_task;
+    int64_t end = first + job->rows_per_task;
+    if (end > job->rows) end = job->rows;
+    for (int64_t r = first; r < end; r++)
+        job->variant->dequantize_row(job->type, job->weights + r * job->row_stride, job->dst + r * job->cols, job->cols);
+}
+
+int ck_dequantize_rows(ck_pool *pool, int type, const void *weights, int64_t rows, int64_t cols,
+                       int64_t row_stride, float *dst) {
+    if (ck_row_bytes(type, cols) == 0 || rows < 0) return 0;
+    ck_dequantize_job job = {ck_current(), type, weights, rows, cols, row_stride, ck_rows_per_task(pool, rows), dst};
+    ck_pool_run(pool, ck_dequantize_task, &job, (rows + job.rows_per_task - 1) / job.rows_per_task);
+    return 1;
+}

@@ -1,1 +1,103 @@
 #pragma once
+// Quantized and f32 kernels for GGUF block formats, with a persistent thread pool.
+//
+// Every entry point picks, once per process, the best implementation the CPU supports
+// (AVX-512 with VNNI, AVX2 with FMA, or portable C) by cpuid. Weight rows are read in their
+// stored block format; nothing is dequantized wholesale.
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/// Storage formats, numbered as ggml numbers them (`enum ggml_type`).
+enum {
+    CK_F32 = 0, CK_F16 = 1, CK_Q4_0 = 2, CK_Q4_1 = 3, CK_Q5_0 = 6, CK_Q5_1 = 7,
+    CK_Q8_0 = 8, CK_Q4_K = 12, CK_Q5_K = 13, CK_Q6_K = 14, CK_BF16 = 30
+};
+
+/// Instruction sets an implementation may be chosen for.
+enum { CK_ISA_SCALAR = 0, CK_ISA_AVX2 = 1, CK_ISA_AVX512 = 2 };
+
+/// An activation block: 32 values as `d · qs[i]`, and `s = d · Σ qs[i]` (used by formats with
+/// an additive minimum). Activations are quantized into these before quantized dot products.
+typedef struct {
+    float d;
+    float s;
+    int8_t qs[32];
+} ck_q8_block;
+
+/// Elements per block of `type` (1 for float formats), or 0 for an unknown type.
+int64_t ck_block_elements(int type);
+/// Bytes per block of `type`, or 0 for an unknown type.
+int64_t ck_block_bytes(int type);
+/// Bytes of a row of `n` elements; 0 if `type` is unknown or `n` is not a whole number of blocks.
+int64_t ck_row_bytes(int type, int64_t n);
+/// True when dot products on `type` quantize the activation to `ck_q8_block`s first.
+int ck_uses_q8_activations(int type);
+
+/// The implementation in use (`CK_ISA_*`).
+int ck_active_isa(void);
+/// Instruction sets this CPU supports, best first: the best one's id.
+int ck_best_isa(void);
+/// Selects an implementation (tests use this to compare them). Returns 0 if the CPU lacks it.
+int ck_select_isa(int isa);
+
+/// IEEE half and bfloat16 conversions.
+float ck_fp16_to_f32(uint16_t h);
+uint16_t ck_f32_to_fp16(float f);
+float ck_bf16_to_f32(uint16_t h);
+
+/// Decodes `n` elements (whole blocks) of one row into f32. Returns 0 on an unknown type or a
+/// partial block, 1 on success.
+int ck_dequantize_row(int type, const void *src, float *dst, int64_t n);
+
+/// Quantizes `n` floats (`n % 32 == 0`) into `n / 32` activation blocks.
+void ck_quantize_q8(const float *x, ck_q8_block *dst, int64_t n);
+
+/// Dot product of one stored row of `n` elements with an activation vector. `x` (f32) is read
+/// for float formats, `xq` (from `ck_quantize_q8`) for quantized formats; the other may be NULL.
+float ck_vec_dot(int type, const void *row, const float *x, const ck_q8_block *xq, int64_t n);
+
+/// f32 helpers for attention.
+float ck_dot_f32(const float *a, const float *b, int64_t n);
+/// y += a · x
+void ck_axpy_f32(float a, const float *x, float *y, int64_t n);
+
+// MARK: thread pool
+
+/// A fixed set of worker threads that run batches of tasks; the calling thread takes part.
+/// A pool must be driven by one caller thread at a time.
+typedef struct ck_pool ck_pool;
+/// Creates a pool that runs work on `threads` threads in total (the caller plus threads − 1
+/// workers). Returns NULL if threads cannot be created.
+ck_pool *ck_pool_create(int threads);
+void ck_pool_destroy(ck_pool *pool);
+int ck_pool_threads(const ck_pool *pool);
+/// Runs `task(context, i)` for every i in [0, count) across the pool and returns when all are
+/// done. A NULL pool runs everything on the calling thread.
+void ck_pool_run(ck_pool *pool, void (*task)(void *context, int64_t index), void *context,
+                 int64_t count);
+
+// MARK: matrix kernels
+
+/// `y[r] = row_r · x` for `rows` rows of `cols` elements, rows `row_stride` bytes apart,
+/// split across the pool. Quantized formats quantize `x` once to q8 blocks.
+/// Returns 0 on an unknown type or `cols` not a whole number of blocks.
+int ck_matvec(ck_pool *pool, int type, const void *weights, int64_t rows, int64_t cols,
+              int64_t row_stride, const float *x, float *y);
+
+/// Like `ck_matvec` for `count` input vectors (`x` is count×cols, `y` is count×rows): each
+/// weight row is decoded once and applied to every vector. For small batches.
+int ck_matvec_multi(ck_pool *pool, int type, const void *weights, int64_t rows, int64_t cols,
+                    int64_t row_stride, const float *x, int64_t count, float *y);
+
+/// Dequantizes `rows` rows into a dense f32 `rows × cols` matrix, split across the pool.
+int ck_dequantize_rows(ck_pool *pool, int type, const void *weights, int64_t rows,
+                       int64_t cols, int64_t row_stride, float *dst);
+
+#ifdef __cplusplus
+}
+#endif

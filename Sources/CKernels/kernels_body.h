@@ -1,0 +1,367 @@
+// One instruction-set variant of the kernels. ckernels.c includes this file once per variant
+// with CK_SUFFIX (name suffix) and CK_TARGET (a target attribute, or nothing) defined, so the
+// same plain loops are compiled for each instruction set and auto-vectorized by the compiler;
+// the hottest loop (the 32-element int8 dot) also has hand-written intrinsics where available.
+//
+// Block layouts follow ggml's definitions (ggml-common.h); values decode as:
+//   Q8_0  d·q                       q int8
+//   Q4_0  d·(q−8)                   q nibble; low nibbles are elements 0–15, high 16–31
+//   Q4_1  d·q + m
+//   Q5_0  d·(q−16)                  5th bit of element j is bit j of the 32-bit qh
+//   Q5_1  d·q + m
+//   Q4_K  d·sc_j·q − dmin·m_j       256 per block, 8 sub-blocks of 32 with 6-bit sc/m
+//   Q5_K  as Q4_K with a 5th bit from qh
+//   Q6_K  d·sc_j·(q−32)             256 per block, 16 sub-blocks of 16 with int8 sc
+
+#define CK_CAT2(a, b) a##_##b
+#define CK_CAT(a, b) CK_CAT2(a, b)
+#define CK_NAME(name) CK_CAT(name, CK_SUFFIX)
+
+// MARK: int8 dot of 32 elements
+
+static inline CK_TARGET int32_t CK_NAME(dot32_i8)(const int8_t *a, const int8_t *b) {
+#if CK_VARIANT_AVX2 || CK_VARIANT_AVX512
+    // |a| · sign(b, a) keeps the product while making one operand unsigned for maddubs.
+    __m256i va = _mm256_loadu_si256((const __m256i *)a);
+    __m256i vb = _mm256_loadu_si256((const __m256i *)b);
+    __m256i abs_a = _mm256_sign_epi8(va, va);
+    __m256i signed_b = _mm256_sign_epi8(vb, va);
+#if CK_VARIANT_AVX512
+    __m256i sum32 = _mm256_dpbusd_epi32(_mm256_setzero_si256(), abs_a, signed_b);
+#else
+    __m256i sum16 = _mm256_maddubs_epi16(abs_a, signed_b);
+    __m256i sum32 = _mm256_madd_epi16(sum16, _mm256_set1_epi16(1));
+#endif
+    __m128i half = _mm_add_epi32(_mm256_castsi256_si128(sum32), _mm256_extracti128_si256(sum32, 1));
+    half = _mm_add_epi32(half, _mm_shuffle_epi32(half, _MM_SHUFFLE(1, 0, 3, 2)));
+    half = _mm_add_epi32(half, _mm_shuffle_epi32(half, _MM_SHUFFLE(2, 3, 0, 1)));
+    return _mm_cvtsi128_si32(half);
+#else
+    int32_t sum = 0;
+    for (int i = 0; i < 32; i++) sum += (int32_t)a[i] * (int32_t)b[i];
+    return sum;
+#endif
+}
+
+static inline CK_TARGET int32_t CK_NAME(dot16_i8)(const int8_t *a, const int8_t *b) {
+    int32_t sum = 0;
+    for (int i = 0; i < 16; i++) sum += (int32_t)a[i] * (int32_t)b[i];
+    return sum;
+}
+
+// MARK: unpacking blocks into int8 values
+
+static inline CK_TARGET void CK_NAME(unpack_q4_0)(const uint8_t *block, int8_t *q) {
+    const uint8_t *qs = block + 2;
+    for (int j = 0; j < 16; j++) {
+        q[j] = (int8_t)((qs[j] & 0x0F) - 8);
+        q[j + 16] = (int8_t)((qs[j] >> 4) - 8);
+    }
+}
+
+static inline CK_TARGET void CK_NAME(unpack_q4_1)(const uint8_t *block, int8_t *q) {
+    const uint8_t *qs = block + 4;
+    for (int j = 0; j < 16; j++) {
+        q[j] = (int8_t)(qs[j] & 0x0F);
+        q[j + 16] = (int8_t)(qs[j] >> 4);
+    }
+}
+
+/// `offset` is 16 for Q5_0 (signed values) and 0 for Q5_1.
+static inline CK_TARGET void CK_NAME(unpack_q5)(const uint8_t *qh_bytes, const uint8_t *qs, int offset, int8_t *q) {
+    uint32_t qh;
+    memcpy(&qh, qh_bytes, 4);
+    for (int j = 0; j < 16; j++) {
+        q[j] = (int8_t)(((qs[j] & 0x0F) | (((qh >> j) & 1) << 4)) - offset);
+        q[j + 16] = (int8_t)(((qs[j] >> 4) | (((qh >> (j + 16)) & 1) << 4)) - offset);
+    }
+}
+
+/// Q4_K: 256 unsigned nibbles; 64-element chunk c holds sub-block 2c in the low nibbles of 32
+/// bytes and sub-block 2c+1 in their high nibbles.
+static inline CK_TARGET void CK_NAME(unpack_q4_k)(const uint8_t *block, int8_t *q) {
+    const uint8_t *qs = block + 16;
+    for (int c = 0; c < 4; c++) {
+        for (int l = 0; l < 32; l++) {
+            q[64 * c + l] = (int8_t)(qs[32 * c + l] & 0x0F);
+            q[64 * c + 32 + l] = (int8_t)(qs[32 * c + l] >> 4);
+        }
+    }
+}
+
+/// Q5_K: as Q4_K, with the 5th bit of chunk c's low half in bit 2c of qh[l], high half bit 2c+1.
+static inline CK_TARGET void CK_NAME(unpack_q5_k)(const uint8_t *block, int8_t *q) {
+    const uint8_t *qh = block + 16;
+    const uint8_t *qs = block + 48;
+    for (int c = 0; c < 4; c++) {
+        for (int l = 0; l < 32; l++) {
+            q[64 * c + l] = (int8_t)((qs[32 * c + l] & 0x0F) | (((qh[l] >> (2 * c)) & 1) << 4));
+            q[64 * c + 32 + l] = (int8_t)((qs[32 * c + l] >> 4) | (((qh[l] >> (2 * c + 1)) & 1) << 4));
+        }
+    }
+}
+
+/// Q6_K: ql[128] low nibbles, qh[64] two high bits each, values q − 32. Each 128-element half
+/// h uses ql[64h…], qh[32h…]; its four 32-element quarters take ql low/ql+32 low/ql high/
+/// ql+32 high nibbles and qh bits 0–1/2–3/4–5/6–7.
+static inline CK_TARGET void CK_NAME(unpack_q6_k)(const uint8_t *block, int8_t *q) {
+    for (int h = 0; h < 2; h++) {
+        const uint8_t *ql = block + 64 * h;
+        const uint8_t *qh = block + 128 + 32 * h;
+        int8_t *out = q + 128 * h;
+        for (int l = 0; l < 32; l++) {
+            out[l] = (int8_t)(((ql[l] & 0x0F) | ((qh[l] & 3) << 4)) - 32);
+            out[l + 32] = (int8_t)(((ql[l + 32] & 0x0F) | (((qh[l] >> 2) & 3) << 4)) - 32);
+            out[l + 64] = (int8_t)(((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32);
+            out[l + 96] = (int8_t)(((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32);
+        }
+    }
+}
+
+// MARK: dequantize
+
+static CK_TARGET int CK_NAME(dequantize_row)(int type, const void *src, float *y, int64_t n) {
+    const uint8_t *p = (const uint8_t *)src;
+    int8_t q[256];
+    switch (type) {
+    case CK_F32:
+        memcpy(y, src, (size_t)n * 4);
+        return 1;
+    case CK_F16:
+        for (int64_t i = 0; i < n; i++) {
+            uint16_t h; memcpy(&h, p + 2 * i, 2);
+            y[i] = ck_fp16_table[h];
+        }
+        return 1;
+    case CK_BF16:
+        for (int64_t i = 0; i < n; i++) {
+            uint16_t h; memcpy(&h, p + 2 * i, 2);
+            uint32_t bits = (uint32_t)h << 16;
+            memcpy(&y[i], &bits, 4);
+        }
+        return 1;
+    case CK_Q8_0:
+        for (int64_t b = 0; b < n / 32; b++, p += 34) {
+            float d = ck_half(p);
+            const int8_t *qs = (const int8_t *)(p + 2);
+            for (int j = 0; j < 32; j++) y[32 * b + j] = d * (float)qs[j];
+        }
+        return 1;
+    case CK_Q4_0:
+        for (int64_t b = 0; b < n / 32; b++, p += 18) {
+            float d = ck_half(p);
+            CK_NAME(unpack_q4_0)(p, q);
+            for (int j = 0; j < 32; j++) y[32 * b + j] = d * (float)q[j];
+        }
+        return 1;
+    case CK_Q4_1:
+        for (int64_t b = 0; b < n / 32; b++, p += 20) {
+            float d = ck_half(p), m = ck_half(p + 2);
+            CK_NAME(unpack_q4_1)(p, q);
+            for (int j = 0; j < 32; j++) y[32 * b + j] = d * (float)q[j] + m;
+        }
+        return 1;
+    case CK_Q5_0:
+        for (int64_t b = 0; b < n / 32; b++, p += 22) {
+            float d = ck_half(p);
+            CK_NAME(unpack_q5)(p + 2, p + 6, 16, q);
+            for (int j = 0; j < 32; j++) y[32 * b + j] = d * (float)q[j];
+        }
+        return 1;
+    case CK_Q5_1:
+        for (int64_t b = 0; b < n / 32; b++, p += 24) {
+            float d = ck_half(p), m = ck_half(p + 2);
+            CK_NAME(unpack_q5)(p + 4, p + 8, 0, q);
+            for (int j = 0; j < 32; j++) y[32 * b + j] = d * (float)q[j] + m;
+        }
+        return 1;
+    case CK_Q4_K:
+    case CK_Q5_K:
+        for (int64_t b = 0; b < n / 256; b++) {
+            float d = ck_half(p), dmin = ck_half(p + 2);
+            if (type == CK_Q4_K) CK_NAME(unpack_q4_k)(p, q); else CK_NAME(unpack_q5_k)(p, q);
+            for (int j = 0; j < 8; j++) {
+                uint8_t sc, m;
+                ck_kquant_scale_min(j, p + 4, &sc, &m);
+                float scale = d * (float)sc, offset = dmin * (float)m;
+                for (int l = 0; l < 32; l++) y[256 * b + 32 * j + l] = scale * (float)q[32 * j + l] - offset;
+            }
+            p += (type == CK_Q4_K) ? 144 : 176;
+        }
+        return 1;
+    case CK_Q6_K:
+        for (int64_t b = 0; b < n / 256; b++, p += 210) {
+            float d = ck_half(p + 208);
+            const int8_t *scales = (const int8_t *)(p + 192);
+            CK_NAME(unpack_q6_k)(p, q);
+            for (int j = 0; j < 16; j++) {
+                float scale = d * (float)scales[j];
+                for (int l = 0; l < 16; l++) y[256 * b + 16 * j + l] = scale * (float)q[16 * j + l];
+            }
+        }
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+// MARK: activation quantization
+
+static CK_TARGET void CK_NAME(quantize_q8)(const float *x, ck_q8_block *out, int64_t n) {
+    for (int64_t b = 0; b < n / 32; b++) {
+        const float *v = x + 32 * b;
+        float amax = 0;
+        for (int j = 0; j < 32; j++) {
+            float a = fabsf(v[j]);
+            amax = a > amax ? a : amax;
+        }
+        float d = amax / 127.0f;
+        float inverse = d > 0 ? 1.0f / d : 0.0f;
+        int32_t sum = 0;
+        for (int j = 0; j < 32; j++) {
+            int32_t r = (int32_t)lrintf(v[j] * inverse);
+            out[b].qs[j] = (int8_t)r;
+            sum += r;
+        }
+        out[b].d = d;
+        out[b].s = d * (float)sum;
+    }
+}
+
+// MARK: dot products
+
+static CK_TARGET float CK_NAME(dot_f32)(const float *a, const float *b, int64_t n) {
+    // Sixteen independent partial sums let the compiler keep them in one vector register
+    // without reassociating a single sum.
+    float acc[16] = {0};
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        for (int j = 0; j < 16; j++) acc[j] += a[i + j] * b[i + j];
+    float sum = 0;
+    for (int j = 0; j < 16; j++) sum += acc[j];
+    for (; i < n; i++) sum += a[i] * b[i];
+    return sum;
+}
+
+static CK_TARGET void CK_NAME(axpy_f32)(float a, const float *x, float *y, int64_t n) {
+    for (int64_t i = 0; i < n; i++) y[i] += a * x[i];
+}
+
+static CK_TARGET float CK_NAME(dot_f16)(const uint8_t *row, const float *x, int64_t n) {
+    float acc[16] = {0};
+    float tmp[16];
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        for (int j = 0; j < 16; j++) {
+            uint16_t h; memcpy(&h, row + 2 * (i + j), 2);
+            tmp[j] = ck_fp16_table[h];
+        }
+        for (int j = 0; j < 16; j++) acc[j] += tmp[j] * x[i + j];
+    }
+    float sum = 0;
+    for (int j = 0; j < 16; j++) sum += acc[j];
+    for (; i < n; i++) {
+        uint16_t h; memcpy(&h, row + 2 * i, 2);
+        sum += ck_fp16_table[h] * x[i];
+    }
+    return sum;
+}
+
+static CK_TARGET float CK_NAME(dot_bf16)(const uint8_t *row, const float *x, int64_t n) {
+    const uint16_t *w = (const uint16_t *)row;  // safetensors data is 2-byte aligned
+    float acc[16] = {0};
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        for (int j = 0; j < 16; j++) {
+            uint32_t bits = (uint32_t)w[i + j] << 16;
+            float f;
+            memcpy(&f, &bits, 4);
+            acc[j] += f * x[i + j];
+        }
+    }
+    float sum = 0;
+    for (int j = 0; j < 16; j++) sum += acc[j];
+    for (; i < n; i++) {
+        uint32_t bits = (uint32_t)w[i] << 16;
+        float f;
+        memcpy(&f, &bits, 4);
+        sum += f * x[i];
+    }
+    return sum;
+}
+
+static CK_TARGET float CK_NAME(vec_dot)(int type, const void *src, const float *x, const ck_q8_block *xq, int64_t n) {
+    const uint8_t *p = (const uint8_t *)src;
+    int8_t q[256];
+    float sum = 0;
+    switch (type) {
+    case CK_F32: return CK_NAME(dot_f32)((const float *)src, x, n);
+    case CK_F16: return CK_NAME(dot_f16)(p, x, n);
+    case CK_BF16: return CK_NAME(dot_bf16)(p, x, n);
+    case CK_Q8_0:
+        for (int64_t b = 0; b < n / 32; b++, p += 34)
+            sum += ck_half(p) * xq[b].d * (float)CK_NAME(dot32_i8)((const int8_t *)(p + 2), xq[b].qs);
+        return sum;
+    case CK_Q4_0:
+        for (int64_t b = 0; b < n / 32; b++, p += 18) {
+            CK_NAME(unpack_q4_0)(p, q);
+            sum += ck_half(p) * xq[b].d * (float)CK_NAME(dot32_i8)(q, xq[b].qs);
+        }
+        return sum;
+    case CK_Q4_1:
+        for (int64_t b = 0; b < n / 32; b++, p += 20) {
+            CK_NAME(unpack_q4_1)(p, q);
+            sum += ck_half(p) * xq[b].d * (float)CK_NAME(dot32_i8)(q, xq[b].qs) + ck_half(p + 2) * xq[b].s;
+        }
+        return sum;
+    case CK_Q5_0:
+        for (int64_t b = 0; b < n / 32; b++, p += 22) {
+            CK_NAME(unpack_q5)(p + 2, p + 6, 16, q);
+            sum += ck_half(p) * xq[b].d * (float)CK_NAME(dot32_i8)(q, xq[b].qs);
+        }
+        return sum;
+    case CK_Q5_1:
+        for (int64_t b = 0; b < n / 32; b++, p += 24) {
+            CK_NAME(unpack_q5)(p + 4, p + 8, 0, q);
+            sum += ck_half(p) * xq[b].d * (float)CK_NAME(dot32_i8)(q, xq[b].qs) + ck_half(p + 2) * xq[b].s;
+        }
+        return sum;
+    case CK_Q4_K:
+    case CK_Q5_K:
+        for (int64_t b = 0; b < n / 256; b++) {
+            float d = ck_half(p), dmin = ck_half(p + 2);
+            if (type == CK_Q4_K) CK_NAME(unpack_q4_k)(p, q); else CK_NAME(unpack_q5_k)(p, q);
+            const ck_q8_block *a = xq + 8 * b;
+            float scaled = 0, minimums = 0;
+            for (int j = 0; j < 8; j++) {
+                uint8_t sc, m;
+                ck_kquant_scale_min(j, p + 4, &sc, &m);
+                scaled += (float)sc * a[j].d * (float)CK_NAME(dot32_i8)(q + 32 * j, a[j].qs);
+                minimums += (float)m * a[j].s;
+            }
+            sum += d * scaled - dmin * minimums;
+            p += (type == CK_Q4_K) ? 144 : 176;
+        }
+        return sum;
+    case CK_Q6_K:
+        for (int64_t b = 0; b < n / 256; b++, p += 210) {
+            const int8_t *scales = (const int8_t *)(p + 192);
+            CK_NAME(unpack_q6_k)(p, q);
+            const ck_q8_block *a = xq + 8 * b;
+            float block_sum = 0;
+            for (int j = 0; j < 8; j++) {
+                int32_t lo = CK_NAME(dot16_i8)(q + 32 * j, a[j].qs);
+                int32_t hi = CK_NAME(dot16_i8)(q + 32 * j + 16, a[j].qs + 16);
+                block_sum += a[j].d * (float)(scales[2 * j] * lo + scales[2 * j + 1] * hi);
+            }
+            sum += ck_half(p + 208) * block_sum;
+        }
+        return sum;
+    default:
+        return 0;
+    }
+}
+
+#undef CK_NAME
+#undef CK_CAT
+#undef CK_CAT2

@@ -1,0 +1,124 @@
+import COpenBLAS
+import Foundation
+
+/// Plain f32 building blocks shared by the text and vision models.
+///
+/// Every function works in place on caller-owned memory and allocates nothing. Vectors that
+/// hold several rows are laid out row after row (row-major); the row length is given by the
+/// weight vector's count.
+public enum Dense {
+    /// `c[m×n] = alpha · op(a) · op(b) + beta · c`, all matrices row-major.
+    ///
+    /// `op(a)` is `m×k` (`a` is stored `k×m` when `transposeA`), `op(b)` is `k×n` (`b` stored
+    /// `n×k` when `transposeB`, the usual layout of a `[out, in]` weight). Leading dimensions
+    /// default to the dense row lengths of the stored matrices.
+    public static func sgemm(
+        transposeA: Bool = false, transposeB: Bool = false,
+        m: Int, n: Int, k: Int,
+        alpha: Float = 1, a: UnsafePointer<Float>, lda: Int? = nil,
+        b: UnsafePointer<Float>, ldb: Int? = nil,
+        beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int? = nil
+    ) {
+        precondition(m >= 0 && n >= 0 && k >= 0, "negative matrix dimension")
+        if m == 0 || n == 0 { return }
+        let lda = lda ?? (transposeA ? m : k)
+        let ldb = ldb ?? (transposeB ? k : n)
+        let ldc = ldc ?? n
+        cblas_sgemm(
+            CblasRowMajor,
+            transposeA ? CblasTrans : CblasNoTrans,
+            transposeB ? CblasTrans : CblasNoTrans,
+            blasint(m), blasint(n), blasint(k),
+            alpha, a, blasint(lda), b, blasint(ldb), beta, c, blasint(ldc))
+    }
+
+    /// GELU with the tanh approximation (`gelu_pytorch_tanh`), in place.
+    public static func geluTanh(_ x: UnsafeMutableBufferPointer<Float>) {
+        let sqrtTwoOverPi: Float = 0.797_884_560_802_865_4
+        for i in x.indices {
+            let v = x[i]
+            x[i] = 0.5 * v * (1 + tanhf(sqrtTwoOverPi * (v + 0.044715 * v * v * v)))
+        }
+    }
+
+    /// RMSNorm of each row of `x` (row length `weight.count`), in place:
+    /// `x · rsqrt(mean(x²) + eps) · w`, where `w` is `1 + weight` when `addOne` (checkpoints
+    /// that store the offset form, as Hugging Face Gemma does) and `weight` otherwise.
+    /// Statistics are accumulated in double so long rows do not lose precision.
+    public static func rmsNorm(
+        _ x: UnsafeMutableBufferPointer<Float>, weight: UnsafeBufferPointer<Float>,
+        eps: Float, addOne: Bool
+    ) {
+        let width = weight.count
+        precondition(width > 0 && x.count % width == 0, "x is not a whole number of rows")
+        let offset: Float = addOne ? 1 : 0
+        var rowStart = 0
+        while rowStart < x.count {
+            var sumOfSquares: Double = 0
+            for i in 0..<width {
+                let v = Double(x[rowStart + i])
+                sumOfSquares += v * v
+            }
+            let scale = Float(1 / (sumOfSquares / Double(width) + Double(eps)).squareRoot())
+            for i in 0..<width {
+                x[rowStart + i] = x[rowStart + i] * scale * (offset + weight[i])
+            }
+            rowStart += width
+        }
+    }
+
+    /// LayerNorm of each row of `x` (row length `weight.count`), in place:
+    /// `(x − mean) / sqrt(var + eps) · weight + bias` (biased variance, as PyTorch).
+    public static func layerNorm(
+        _ x: UnsafeMutableBufferPointer<Float>, weight: UnsafeBufferPointer<Float>,
+        bias: UnsafeBufferPointer<Float>, eps: Float
+    ) {
+        let width = weight.count
+        precondition(width > 0 && bias.count == width, "weight and bias differ in length")
+        precondition(x.count % width == 0, "x is not a whole number of rows")
+        var rowStart = 0
+        while rowStart < x.count {
+            var sum: Double = 0
+            for i in 0..<width { sum += Double(x[rowStart + i]) }
+            let mean = sum / Double(width)
+            var sumOfSquares: Double = 0
+            for i in 0..<width {
+                let d = Double(x[rowStart + i]) - mean
+                sumOfSquares += d * d
+            }
+            let inverseStd = 1 / (sumOfSquares / Double(width) + Double(eps)).squareRoot()
+            for i in 0..<width {
+                let normalized = Float((Double(x[rowStart + i]) - mean) * inverseStd)
+                x[rowStart + i] = normalized * weight[i] + bias[i]
+            }
+            rowStart += width
+        }
+    }
+
+    /// Numerically stable softmax of the whole vector, in place. Entries equal to `-infinity`
+    /// (masked positions) become exactly 0; a vector that is entirely `-infinity` becomes all 0.
+    public static func softmax(_ x: UnsafeMutableBufferPointer<Float>) {
+        guard let maximum = x.max(), maximum > -Float.infinity else {
+            for i in x.indices { x[i] = 0 }
+            return
+        }
+        var sum: Float = 0
+        for i in x.indices {
+            let e = expf(x[i] - maximum)
+            x[i] = e
+            sum += e
+        }
+        let inverse = 1 / sum
+        for i in x.indices { x[i] *= inverse }
+    }
+
+    /// Softmax of each row of length `rowLength`, in place.
+    public static func softmax(_ x: UnsafeMutableBufferPointer<Float>, rowLength: Int) {
+        precondition(rowLength > 0 && x.count % rowLength == 0, "x is not a whole number of rows")
+        var rowStart = 0
+        while rowStart < x.count {
+            softmax(UnsafeMutableBufferPointer(rebasing: x[rowStart..<(rowStart + rowLength)]))
+            rowStart += rowLength
+        }
+    }
+}
