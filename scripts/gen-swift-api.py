@@ -39,7 +39,10 @@ def snake(name):
 
 
 def camel(name):
-    parts = name.split("_")
+    # Swift spells the initialism "ID": call_id -> callID, token_ids -> tokenIDs.
+    parts = ["ID" if p == "id" else "IDs" if p == "ids" else p for p in name.split("_")]
+    if parts[0] in ("ID", "IDs"):
+        parts[0] = parts[0].lower()
     s = parts[0] + "".join(p[:1].upper() + p[1:] for p in parts[1:])
     return f"`{s}`" if s in SWIFT_KEYWORDS else s
 

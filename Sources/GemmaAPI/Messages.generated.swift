@@ -925,14 +925,14 @@ extension V1 {
             case cancel(V1.Cancel)
             case status(V1.CallStatus)
         }
-        public var callId: UInt64 = 0
+        public var callID: UInt64 = 0
         public var kind: Kind? = nil
 
         public init() {}
 
         init(c: UnsafePointer<Gemma__V1__Frame>) throws {
             let m = c.pointee
-            self.callId = m.call_id
+            self.callID = m.call_id
             switch m.kind_case.rawValue {
             case 2:
                 guard let p = m.start else { throw ProtoError.malformed("V1.CallStart") }; let value = try V1.CallStart(c: p)
@@ -953,7 +953,7 @@ extension V1 {
         func c(in arena: CArena) -> UnsafeMutablePointer<Gemma__V1__Frame> {
             let p = arena.allocate(Gemma__V1__Frame.self)
             gemma__v1__frame__init(p)
-            p.pointee.call_id = self.callId
+            p.pointee.call_id = self.callID
             switch self.kind {
             case .start(let value)?:
                 p.pointee.kind_case = .init(rawValue: 2)
@@ -997,7 +997,7 @@ extension V1 {
             case text(String)
             case tokens(V1.TokenInput)
         }
-        public var sessionId: String = ""
+        public var sessionID: String = ""
         public var sampling: V1.SamplingParams? = nil
         public var maxTokens: UInt32 = 0
         public var stop: [String] = []
@@ -1010,7 +1010,7 @@ extension V1 {
 
         init(c: UnsafePointer<Gemma__V1__GenerateRequest>) throws {
             let m = c.pointee
-            self.sessionId = try readString(m.session_id)
+            self.sessionID = try readString(m.session_id)
             self.sampling = try m.sampling.map { try V1.SamplingParams(c: $0) }
             self.maxTokens = m.max_tokens
             self.stop = try readArray(m.stop, m.n_stop).map { try readString($0) }
@@ -1034,7 +1034,7 @@ extension V1 {
         func c(in arena: CArena) -> UnsafeMutablePointer<Gemma__V1__GenerateRequest> {
             let p = arena.allocate(Gemma__V1__GenerateRequest.self)
             gemma__v1__generate_request__init(p)
-            p.pointee.session_id = arena.string(self.sessionId)
+            p.pointee.session_id = arena.string(self.sessionID)
             if let value = self.sampling { p.pointee.sampling = value.c(in: arena) }
             p.pointee.max_tokens = self.maxTokens
             p.pointee.n_stop = self.stop.count
@@ -1078,7 +1078,7 @@ extension V1 {
     }
 
     public struct GenerateResponse: ProtoMessage {
-        public var tokenIds: [Int32] = []
+        public var tokenIDs: [Int32] = []
         public var text: String = ""
         public var logprobs: [V1.TokenLogprobs] = []
         public var finishReason: V1.FinishReason = .notFinished
@@ -1088,7 +1088,7 @@ extension V1 {
 
         init(c: UnsafePointer<Gemma__V1__GenerateResponse>) throws {
             let m = c.pointee
-            self.tokenIds = readArray(m.token_ids, m.n_token_ids)
+            self.tokenIDs = readArray(m.token_ids, m.n_token_ids)
             self.text = try readString(m.text)
             self.logprobs = try readArray(m.logprobs, m.n_logprobs).map { try V1.TokenLogprobs(c: $0!) }
             self.finishReason = V1.FinishReason(rawValue: Int32(truncatingIfNeeded: m.finish_reason.rawValue)) ?? .notFinished
@@ -1098,8 +1098,8 @@ extension V1 {
         func c(in arena: CArena) -> UnsafeMutablePointer<Gemma__V1__GenerateResponse> {
             let p = arena.allocate(Gemma__V1__GenerateResponse.self)
             gemma__v1__generate_response__init(p)
-            p.pointee.n_token_ids = self.tokenIds.count
-            p.pointee.token_ids = arena.array(self.tokenIds)
+            p.pointee.n_token_ids = self.tokenIDs.count
+            p.pointee.token_ids = arena.array(self.tokenIDs)
             p.pointee.text = arena.string(self.text)
             p.pointee.n_logprobs = self.logprobs.count
             p.pointee.logprobs = arena.array(self.logprobs.map { Optional($0.c(in: arena)) })
@@ -1457,19 +1457,19 @@ extension V1 {
     }
 
     public struct ReleaseSessionRequest: ProtoMessage {
-        public var sessionId: String = ""
+        public var sessionID: String = ""
 
         public init() {}
 
         init(c: UnsafePointer<Gemma__V1__ReleaseSessionRequest>) throws {
             let m = c.pointee
-            self.sessionId = try readString(m.session_id)
+            self.sessionID = try readString(m.session_id)
         }
 
         func c(in arena: CArena) -> UnsafeMutablePointer<Gemma__V1__ReleaseSessionRequest> {
             let p = arena.allocate(Gemma__V1__ReleaseSessionRequest.self)
             gemma__v1__release_session_request__init(p)
-            p.pointee.session_id = arena.string(self.sessionId)
+            p.pointee.session_id = arena.string(self.sessionID)
             return p
         }
 
@@ -1858,15 +1858,15 @@ extension V1 {
     public struct TokenizerInfo: ProtoMessage {
         public var service: V1.ServiceInfo? = nil
         public var vocabularySize: UInt32 = 0
-        public var bosId: Int32 = 0
-        public var eosId: Int32 = 0
-        public var padId: Int32 = 0
-        public var unkId: Int32 = 0
-        public var startOfTurnId: Int32 = 0
-        public var endOfTurnId: Int32 = 0
-        public var startOfImageId: Int32 = 0
-        public var endOfImageId: Int32 = 0
-        public var imageTokenId: Int32 = 0
+        public var bosID: Int32 = 0
+        public var eosID: Int32 = 0
+        public var padID: Int32 = 0
+        public var unkID: Int32 = 0
+        public var startOfTurnID: Int32 = 0
+        public var endOfTurnID: Int32 = 0
+        public var startOfImageID: Int32 = 0
+        public var endOfImageID: Int32 = 0
+        public var imageTokenID: Int32 = 0
 
         public init() {}
 
@@ -1874,15 +1874,15 @@ extension V1 {
             let m = c.pointee
             self.service = try m.service.map { try V1.ServiceInfo(c: $0) }
             self.vocabularySize = m.vocabulary_size
-            self.bosId = m.bos_id
-            self.eosId = m.eos_id
-            self.padId = m.pad_id
-            self.unkId = m.unk_id
-            self.startOfTurnId = m.start_of_turn_id
-            self.endOfTurnId = m.end_of_turn_id
-            self.startOfImageId = m.start_of_image_id
-            self.endOfImageId = m.end_of_image_id
-            self.imageTokenId = m.image_token_id
+            self.bosID = m.bos_id
+            self.eosID = m.eos_id
+            self.padID = m.pad_id
+            self.unkID = m.unk_id
+            self.startOfTurnID = m.start_of_turn_id
+            self.endOfTurnID = m.end_of_turn_id
+            self.startOfImageID = m.start_of_image_id
+            self.endOfImageID = m.end_of_image_id
+            self.imageTokenID = m.image_token_id
         }
 
         func c(in arena: CArena) -> UnsafeMutablePointer<Gemma__V1__TokenizerInfo> {
@@ -1890,15 +1890,15 @@ extension V1 {
             gemma__v1__tokenizer_info__init(p)
             if let value = self.service { p.pointee.service = value.c(in: arena) }
             p.pointee.vocabulary_size = self.vocabularySize
-            p.pointee.bos_id = self.bosId
-            p.pointee.eos_id = self.eosId
-            p.pointee.pad_id = self.padId
-            p.pointee.unk_id = self.unkId
-            p.pointee.start_of_turn_id = self.startOfTurnId
-            p.pointee.end_of_turn_id = self.endOfTurnId
-            p.pointee.start_of_image_id = self.startOfImageId
-            p.pointee.end_of_image_id = self.endOfImageId
-            p.pointee.image_token_id = self.imageTokenId
+            p.pointee.bos_id = self.bosID
+            p.pointee.eos_id = self.eosID
+            p.pointee.pad_id = self.padID
+            p.pointee.unk_id = self.unkID
+            p.pointee.start_of_turn_id = self.startOfTurnID
+            p.pointee.end_of_turn_id = self.endOfTurnID
+            p.pointee.start_of_image_id = self.startOfImageID
+            p.pointee.end_of_image_id = self.endOfImageID
+            p.pointee.image_token_id = self.imageTokenID
             return p
         }
 

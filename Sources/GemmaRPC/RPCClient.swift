@@ -1,0 +1,240 @@
+import GemmaAPI
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+
+/// Calls a service at one address over one reused connection, multiplexing concurrent calls
+/// by call id. Reconnects on the next call after the connection drops. Thread-safe.
+public final class RPCClient: Sendable {
+    public let address: RPCAddress
+    private let group: any EventLoopGroup
+    private let maxFrameBytes: Int
+    private let connectTimeout: TimeAmount
+    private let state = NIOLockedValueBox(State())
+
+    private struct State {
+        var channel: EventLoopFuture<any Channel>?
+        var nextCallID: UInt64 = 1
+    }
+
+    public init(address: RPCAddress, maxFrameBytes: Int = 256 << 20, connectTimeout: Duration = .seconds(10),
+                group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) {
+        self.address = address
+        self.group = group
+        self.maxFrameBytes = maxFrameBytes
+        self.connectTimeout = .milliseconds(Int64(connectTimeout.components.seconds * 1000))
+    }
+
+    public convenience init(_ address: String) throws {
+        self.init(address: try RPCAddress(parsing: address))
+    }
+
+    /// One request, one response.
+    public func unary<Request: ProtoMessage, Response: ProtoMessage>(
+        _ method: String, _ request: Request, as: Response.Type = Response.self,
+        timeout: Duration? = nil, metadata: [String: String] = [:]
+    ) async throws -> Response {
+        var response: Response?
+        for try await message in serverStreaming(method, request, as: Response.self, timeout: timeout, metadata: metadata) {
+            guard response == nil else { throw RPCError(.internal, "\(method) answered with more than one message") }
+            response = message
+        }
+        guard let response else { throw RPCError(.internal, "\(method) ended without a response") }
+        return response
+    }
+
+    /// One request, a stream of responses. The stream ends when the call ends with OK and
+    /// throws `RPCError` with the call's status otherwise. Dropping or cancelling the
+    /// iteration cancels the call on the server.
+    public func serverStreaming<Request: ProtoMessage, Response: ProtoMessage>(
+        _ method: String, _ request: Request, as: Response.Type = Response.self,
+        timeout: Duration? = nil, metadata: [String: String] = [:]
+    ) -> AsyncThrowingStream<Response, any Error> {
+        let (stream, continuation) = AsyncThrowingStream<Response, any Error>.makeStream()
+        let callID = state.withLockedValue { state in
+            defer { state.nextCallID += 1 }
+            return state.nextCallID
+        }
+        var start = V1.CallStart()
+        start.method = method
+        start.request = request.serializedBytes()
+        start.metadata = metadata.sorted { $0.key < $1.key }.map { key, value in
+            var entry = V1.MetadataEntry()
+            entry.key = key
+            entry.value = value
+            return entry
+        }
+        if let timeout {
+            start.timeoutMs = UInt64(max(1, timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000))
+        }
+        var frame = V1.Frame()
+        frame.callID = callID
+        frame.kind = .start(start)
+        let address = address
+        let startFrame = frame
+        let receiver: @Sendable (ClientEvent) -> Void = { event in
+            switch event {
+            case .message(let bytes):
+                do {
+                    continuation.yield(try Response(serializedBytes: bytes))
+                } catch {
+                    continuation.finish(throwing: RPCError(.internal, "\(method): undecodable response: \(error)"))
+                }
+            case .status(let code, let message):
+                if code == .ok { continuation.finish() } else { continuation.finish(throwing: RPCError(code, message)) }
+            case .connectionLost(let why):
+                continuation.finish(throwing: RPCError(.unavailable, "\(address): \(why)"))
+            }
+        }
+        let connecting = connection()
+        connecting.whenFailure { error in
+            continuation.finish(throwing: RPCError(.unavailable, "cannot connect to \(address): \(error)"))
+        }
+        connecting.whenSuccess { channel in
+            channel.eventLoop.execute {
+                guard let handler = try? channel.pipeline.syncOperations.handler(type: ClientConnectionHandler.self) else {
+                    return continuation.finish(throwing: RPCError(.unavailable, "\(address): connection closed"))
+                }
+                handler.open(callID, startFrame, receiver)
+            }
+            continuation.onTermination = { termination in
+                guard case .cancelled = termination else { return }
+                channel.eventLoop.execute {
+                    (try? channel.pipeline.syncOperations.handler(type: ClientConnectionHandler.self))?.cancel(callID)
+                }
+            }
+        }
+        if let timeout {
+            // The server enforces the deadline too; this covers a server that never answers.
+            let timer = group.any().scheduleTask(in: .milliseconds(Int64(start.timeoutMs) + 1000)) {
+                continuation.finish(throwing: RPCError(.deadlineExceeded, "\(method): no answer within \(timeout)"))
+            }
+            continuation.onTermination = { [onTermination = continuation.onTermination] termination in
+                timer.cancel()
+                onTermination?(termination)
+            }
+        }
+        return stream
+    }
+
+    /// Closes the connection; the next call opens a new one.
+    public func close() async {
+        let channel = state.withLockedValue { state in
+            defer { state.channel = nil }
+            return state.channel
+        }
+        if let channel = try? await channel?.get() { try? await channel.close() }
+    }
+
+    private func connection() -> EventLoopFuture<any Channel> {
+        state.withLockedValue { state in
+            if let existing = state.channel {
+                // Reuse while open; a failed or closed connection is replaced.
+                return existing.flatMap { channel in
+                    channel.isActive ? channel.eventLoop.makeSucceededFuture(channel) : self.reconnect()
+                }.flatMapError { _ in self.reconnect() }
+            }
+            let future = makeConnection()
+            state.channel = future
+            return future
+        }
+    }
+
+    private func reconnect() -> EventLoopFuture<any Channel> {
+        state.withLockedValue { state in
+            let future = makeConnection()
+            state.channel = future
+            return future
+        }
+    }
+
+    private func makeConnection() -> EventLoopFuture<any Channel> {
+        let maxFrameBytes = maxFrameBytes
+        let bootstrap = ClientBootstrap(group: group)
+            .connectTimeout(connectTimeout)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(
+                        ByteToMessageHandler(FrameDecoder(maxFrameBytes: maxFrameBytes)))
+                    try channel.pipeline.syncOperations.addHandler(ClientConnectionHandler())
+                }
+            }
+        do {
+            return bootstrap.connect(to: try address.socketAddress())
+        } catch {
+            return group.any().makeFailedFuture(error)
+        }
+    }
+}
+
+enum ClientEvent: Sendable {
+    case message([UInt8])
+    case status(StatusCode, String)
+    case connectionLost(String)
+}
+
+/// Routes a connection's frames to the calls waiting for them. Event-loop confined.
+final class ClientConnectionHandler: ChannelInboundHandler {
+    typealias InboundIn = InboundFrame
+    typealias OutboundOut = ByteBuffer
+
+    private var calls: [UInt64: @Sendable (ClientEvent) -> Void] = [:]
+    private var context: ChannelHandlerContext?
+
+    func handlerAdded(context: ChannelHandlerContext) { self.context = context }
+
+    func open(_ id: UInt64, _ frame: V1.Frame, _ receiver: @escaping @Sendable (ClientEvent) -> Void) {
+        guard let context, context.channel.isActive else { return receiver(.connectionLost("connection closed")) }
+        calls[id] = receiver
+        // A failed write closes the channel, and channelInactive fails the call.
+        context.writeAndFlush(wrapOutboundOut(Framing.encode(frame, allocator: context.channel.allocator)), promise: nil)
+    }
+
+    func cancel(_ id: UInt64) {
+        guard calls.removeValue(forKey: id) != nil, let context else { return }
+        var frame = V1.Frame()
+        frame.callID = id
+        frame.kind = .cancel(V1.Cancel())
+        context.writeAndFlush(wrapOutboundOut(Framing.encode(frame, allocator: context.channel.allocator)), promise: nil)
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .oversized(let id, let length):
+            if let id { calls.removeValue(forKey: id)?(.status(.resourceExhausted, "response frame of \(length) bytes exceeds the client's limit")) }
+        case .compressed(let id):
+            if let id { calls.removeValue(forKey: id)?(.status(.unimplemented, "compressed response")) }
+        case .frame(let buffer):
+            guard let frame = try? buffer.decodeMessage(V1.Frame.self) else {
+                return failAll("malformed frame from the server")
+            }
+            switch frame.kind {
+            case .message(let bytes)?: calls[frame.callID]?(.message(bytes))
+            case .status(let status)?:
+                if frame.callID == 0 {
+                    // A connection-level complaint about something we sent.
+                    failAll("server: \(status.code.name): \(status.message)")
+                } else {
+                    calls.removeValue(forKey: frame.callID)?(.status(status.code, status.message))
+                }
+            default: break
+            }
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        failAll("connection closed by the server")
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        failAll("\(error)")
+        context.close(promise: nil)
+    }
+
+    private func failAll(_ why: String) {
+        let receivers = calls.values
+        calls = [:]
+        for receiver in receivers { receiver(.connectionLost(why)) }
+    }
+}
