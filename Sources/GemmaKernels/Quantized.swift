@@ -1,0 +1,190 @@
+import CKernels
+import COpenBLAS
+import GemmaWeights
+
+/// The storage formats the kernels compute on directly.
+public let supportedWeightFormats: Set<GGMLType> = [
+    .f32, .f16, .bf16, .q8_0, .q4_0, .q4_1, .q5_0, .q5_1, .q4_K, .q5_K, .q6_K,
+]
+
+/// Which implementation of the hot loops the process uses.
+public enum KernelISA: Int32, Sendable, CustomStringConvertible {
+    case scalar = 0, avx2 = 1, avx512 = 2
+
+    /// The implementation in use (chosen by cpuid; `GEMMA_KERNEL_ISA=scalar|avx2` forces a
+    /// slower one).
+    public static var active: KernelISA { KernelISA(rawValue: ck_active_isa()) ?? .scalar }
+    /// The best implementation this CPU supports.
+    public static var best: KernelISA { KernelISA(rawValue: ck_best_isa()) ?? .scalar }
+    /// Switches implementation for the whole process (for tests and benchmarks).
+    /// Returns false if the CPU lacks it.
+    @discardableResult
+    public static func select(_ isa: KernelISA) -> Bool { ck_select_isa(isa.rawValue) != 0 }
+
+    public var description: String {
+        switch self {
+        case .scalar: "scalar"
+        case .avx2: "avx2"
+        case .avx512: "avx512-vnni"
+        }
+    }
+}
+
+/// A thread pool plus reusable scratch memory for the matrix kernels.
+///
+/// Threads are created once and reused for every call (no per-token thread creation). A
+/// context is not reentrant: drive it from one thread at a time (one model call at a time).
+public final class KernelContext: @unchecked Sendable {
+    let pool: OpaquePointer?
+    /// Threads the work is split across, the calling thread included.
+    public let threads: Int
+    private var scratch: UnsafeMutablePointer<Float>?
+    private var scratchCount = 0
+
+    /// - Parameter threads: total threads (≥ 1); also caps OpenBLAS's own threads.
+    public init(threads: Int) {
+        let threads = max(1, threads)
+        self.threads = threads
+        pool = ck_pool_create(Int32(threads))
+        openblas_set_num_threads(Int32(threads))
+    }
+
+    deinit {
+        ck_pool_destroy(pool)
+        scratch?.deallocate()
+    }
+
+    /// A scratch buffer of at least `count` floats, valid until the next call.
+    func scratchBuffer(count: Int) -> UnsafeMutablePointer<Float> {
+        if count > scratchCount {
+            scratch?.deallocate()
+            scratch = UnsafeMutablePointer<Float>.allocate(capacity: count)
+            scratchCount = count
+        }
+        return scratch!
+    }
+}
+
+/// A `[rows × columns]` weight matrix in its stored format, rows `rowStride` bytes apart
+/// (the `[out, in]` layout of both GGUF and Hugging Face linear weights).
+///
+/// The matrix borrows memory (usually a mapped file) that its owner keeps alive.
+public struct WeightMatrix: @unchecked Sendable {
+    public let format: GGMLType
+    public let base: UnsafeRawPointer
+    public let rows: Int
+    public let columns: Int
+    public let rowStride: Int
+
+    /// Wraps `bytes` as a matrix; checks the format is supported, the row length is a whole
+    /// number of blocks and `bytes` holds exactly the rows.
+    public init(format: GGMLType, bytes: UnsafeRawBufferPointer, rows: Int, columns: Int) throws {
+        guard supportedWeightFormats.contains(format) else {
+            throw KernelError.unsupportedFormat(format)
+        }
+        let rowBytes = Int(ck_row_bytes(Int32(format.rawValue), Int64(columns)))
+        guard rows > 0, columns > 0, rowBytes > 0 else {
+            throw KernelError.badShape("\(rows)×\(columns) is not whole \(format) blocks")
+        }
+        guard bytes.count == rows * rowBytes, let base = bytes.baseAddress else {
+            throw KernelError.badShape("\(rows)×\(columns) \(format) needs \(rows * rowBytes) bytes, have \(bytes.count)")
+        }
+        self.format = format
+        self.base = base
+        self.rows = rows
+        self.columns = columns
+        self.rowStride = rowBytes
+    }
+
+    private var formatID: Int32 { Int32(format.rawValue) }
+
+    /// Decodes row `row` into `destination[0..<columns]`.
+    public func dequantizeRow(_ row: Int, into destination: UnsafeMutablePointer<Float>) {
+        precondition(row >= 0 && row < rows, "row \(row) out of 0..<\(rows)")
+        _ = ck_dequantize_row(formatID, base + row * rowStride, destination, Int64(columns))
+    }
+
+    /// Decodes rows `range` into a dense `range.count × columns` f32 matrix, using the pool.
+    public func dequantizeRows(_ range: Range<Int>, into destination: UnsafeMutablePointer<Float>,
+                               context: KernelContext?) {
+        precondition(range.lowerBound >= 0 && range.upperBound <= rows, "rows out of range")
+        _ = ck_dequantize_rows(context?.pool, formatID, base + range.lowerBound * rowStride,
+                               Int64(range.count), Int64(columns), Int64(rowStride), destination)
+    }
+
+    /// `y[rows] = W · x[columns]`, rows split across the pool. Quantized formats quantize `x`
+    /// to int8 blocks of 32 and use integer dot products.
+    public func matvec(_ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>,
+                       context: KernelContext?) {
+        _ = ck_matvec(context?.pool, formatID, base, Int64(rows), Int64(columns), Int64(rowStride), x, y)
+    }
+
+    /// Batches at or below this size use the int8 matvec path; larger ones dequantize tiles to
+    /// f32 and call sgemm, whose cost is amortized over the batch.
+    public static let smallBatchLimit = 4
+
+    /// `y[count × rows] = x[count × columns] · Wᵀ` for a batch of row vectors.
+    ///
+    /// Large batches dequantize tiles of rows into the context's scratch and run sgemm (f32
+    /// weights are used in place); small batches use the quantized matvec kernels.
+    public func matmul(_ x: UnsafePointer<Float>, count: Int, into y: UnsafeMutablePointer<Float>,
+                       context: KernelContext) {
+        if count <= Self.smallBatchLimit {
+            _ = ck_matvec_multi(context.pool, formatID, base, Int64(rows), Int64(columns),
+                                Int64(rowStride), x, Int64(count), y)
+            return
+        }
+        if format == .f32 {
+            Dense.sgemm(transposeB: true, m: count, n: rows, k: columns,
+                        a: x, b: base.assumingMemoryBound(to: Float.self), ldb: rowStride / 4,
+                        c: y, ldc: rows)
+            return
+        }
+        // Tiles of at most 4M floats (16 MiB) keep scratch bounded even for the output head.
+        let tileRows = max(1, min(rows, (1 << 22) / columns))
+        let tile = context.scratchBuffer(count: tileRows * columns)
+        var first = 0
+        while first < rows {
+            let end = min(rows, first + tileRows)
+            dequantizeRows(first..<end, into: tile, context: context)
+            Dense.sgemm(transposeB: true, m: count, n: end - first, k: columns,
+                        a: x, b: tile, c: y + first, ldc: rows)
+            first = end
+        }
+    }
+}
+
+/// Errors raised when wrapping weights for the kernels.
+public enum KernelError: Error, CustomStringConvertible, Sendable {
+    case unsupportedFormat(GGMLType)
+    case badShape(String)
+
+    public var description: String {
+        switch self {
+        case .unsupportedFormat(let format): "weight format \(format) is not supported by the kernels"
+        case .badShape(let message): "bad weight shape: \(message)"
+        }
+    }
+}
+
+/// f32 vector helpers backed by the dispatched C kernels.
+public enum VectorOps {
+    /// Σ a[i]·b[i]
+    @inline(__always)
+    public static func dot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, count: Int) -> Float {
+        ck_dot_f32(a, b, Int64(count))
+    }
+
+    /// y += alpha · x
+    @inline(__always)
+    public static func axpy(_ alpha: Float, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count: Int) {
+        ck_axpy_f32(alpha, x, y, Int64(count))
+    }
+}
+
+/// Half-precision conversions (IEEE binary16 and bfloat16).
+public enum HalfFloat {
+    public static func f16ToFloat(_ bits: UInt16) -> Float { ck_fp16_to_f32(bits) }
+    public static func floatToF16(_ value: Float) -> UInt16 { ck_f32_to_fp16(value) }
+    public static func bf16ToFloat(_ bits: UInt16) -> Float { ck_bf16_to_f32(bits) }
+}

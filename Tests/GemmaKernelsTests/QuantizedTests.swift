@@ -1,0 +1,209 @@
+import CKernels
+import Foundation
+import GemmaWeights
+import XCTest
+@testable import GemmaKernels
+
+/// Folder of the committed goldens written by tools/make_fixtures.py.
+let fixturesFolder = URL(fileURLWithPath: #filePath)
+    .deletingLastPathComponent().deletingLastPathComponent()
+    .appendingPathComponent("Fixtures/text")
+
+private struct QuantFixture: Decodable {
+    let name: String
+    let type: UInt32
+    let rows: Int
+    let columns: Int
+}
+
+/// One format's golden: the stored blocks and the values gguf-py decodes from them.
+private struct Golden {
+    let format: GGMLType
+    let rows: Int
+    let columns: Int
+    let blocks: [UInt8]
+    let values: [Float]
+}
+
+private func loadGoldens() throws -> [Golden] {
+    let folder = fixturesFolder.appendingPathComponent("quant")
+    let manifest = try JSONDecoder().decode(
+        [QuantFixture].self, from: Data(contentsOf: folder.appendingPathComponent("manifest.json")))
+    return try manifest.map { entry in
+        let blocks = try [UInt8](Data(contentsOf: folder.appendingPathComponent("\(entry.name).blocks")))
+        let valueBytes = try Data(contentsOf: folder.appendingPathComponent("\(entry.name).f32"))
+        let values = valueBytes.withUnsafeBytes { raw in
+            (0..<(raw.count / 4)).map { Float(bitPattern: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: $0 * 4, as: UInt32.self))) }
+        }
+        return Golden(format: GGMLType(rawValue: entry.type)!, rows: entry.rows, columns: entry.columns,
+                      blocks: blocks, values: values)
+    }
+}
+
+/// Every implementation this CPU can run, so each is checked against the goldens.
+private var availableISAs: [KernelISA] {
+    [.scalar, .avx2, .avx512].filter { $0.rawValue <= KernelISA.best.rawValue }
+}
+
+final class QuantizedTests: XCTestCase {
+    override func tearDown() {
+        KernelISA.select(.best)
+    }
+
+    func testGoldensCoverEveryQuantizedFormat() throws {
+        let formats = Set(try loadGoldens().map(\.format))
+        XCTAssertEqual(formats, supportedWeightFormats.subtracting([.f32]))
+    }
+
+    func testDequantizeMatchesGGUFReferenceExactly() throws {
+        for golden in try loadGoldens() {
+            for isa in availableISAs {
+                XCTAssertTrue(KernelISA.select(isa))
+                try golden.blocks.withUnsafeBytes { bytes in
+                    let matrix = try WeightMatrix(format: golden.format, bytes: bytes,
+                                                  rows: golden.rows, columns: golden.columns)
+                    var decoded = [Float](repeating: .nan, count: golden.rows * golden.columns)
+                    decoded.withUnsafeMutableBufferPointer {
+                        matrix.dequantizeRows(0..<golden.rows, into: $0.baseAddress!, context: nil)
+                    }
+                    XCTAssertEqual(decoded, golden.values, "\(golden.format) dequantize on \(isa)")
+                }
+            }
+        }
+    }
+
+    /// The quantized dot product equals the f32 dot of the dequantized row with the
+    /// q8-rounded activation, up to float rounding, on every implementation.
+    func testDotProductsMatchDequantizedReference() throws {
+        let context = KernelContext(threads: 2)
+        for golden in try loadGoldens() {
+            let x = randomFloats(golden.columns, seed: UInt64(golden.format.rawValue) + 100)
+            // The activation as the kernels see it: q8 blocks decoded back to floats.
+            var rounded = x
+            if ck_uses_q8_activations(Int32(golden.format.rawValue)) != 0 {
+                var blocks = [ck_q8_block](repeating: ck_q8_block(), count: golden.columns / 32)
+                ck_quantize_q8(x, &blocks, Int64(golden.columns))
+                for (b, block) in blocks.enumerated() {
+                    withUnsafeBytes(of: block.qs) { qs in
+                        for j in 0..<32 { rounded[32 * b + j] = block.d * Float(Int8(bitPattern: qs[j])) }
+                    }
+                }
+            }
+            var expected = [Float](), magnitude = [Float]()
+            for r in 0..<golden.rows {
+                var sum = 0.0, absSum = 0.0
+                for c in 0..<golden.columns {
+                    let product = Double(golden.values[r * golden.columns + c]) * Double(rounded[c])
+                    sum += product
+                    absSum += abs(product)
+                }
+                expected.append(Float(sum))
+                magnitude.append(Float(absSum))
+            }
+            for isa in availableISAs {
+                XCTAssertTrue(KernelISA.select(isa))
+                try golden.blocks.withUnsafeBytes { bytes in
+                    let matrix = try WeightMatrix(format: golden.format, bytes: bytes,
+                                                  rows: golden.rows, columns: golden.columns)
+                    var y = [Float](repeating: .nan, count: golden.rows)
+                    y.withUnsafeMutableBufferPointer { matrix.matvec(x, into: $0.baseAddress!, context: context) }
+                    for r in 0..<golden.rows {
+                        XCTAssertEqual(y[r], expected[r], accuracy: 1e-5 * magnitude[r],
+                                       "\(golden.format) row \(r) on \(isa)")
+                    }
+                }
+            }
+        }
+    }
+
+    /// Batched products: the small-batch int8 path and the dequantize + sgemm path both agree
+    /// with per-vector matvec.
+    func testMatmulAgreesWithMatvecForSmallAndLargeBatches() throws {
+        let context = KernelContext(threads: 2)
+        for golden in try loadGoldens() {
+            try golden.blocks.withUnsafeBytes { bytes in
+                let matrix = try WeightMatrix(format: golden.format, bytes: bytes,
+                                              rows: golden.rows, columns: golden.columns)
+                for count in [3, 9] {
+                    let x = randomFloats(count * golden.columns, seed: 7)
+                    var batched = [Float](repeating: .nan, count: count * golden.rows)
+                    batched.withUnsafeMutableBufferPointer {
+                        matrix.matmul(x, count: count, into: $0.baseAddress!, context: context)
+                    }
+                    for v in 0..<count {
+                        for r in 0..<golden.rows {
+                            // Exact reference: f32 values against the unrounded activation.
+                            var sum = 0.0, absSum = 0.0
+                            for c in 0..<golden.columns {
+                                let p = Double(golden.values[r * golden.columns + c]) * Double(x[v * golden.columns + c])
+                                sum += p
+                                absSum += abs(p)
+                            }
+                            // The int8 path rounds activations (≈ 1/254 relative per element).
+                            let tolerance = count <= WeightMatrix.smallBatchLimit ? 0.02 * absSum : 1e-5 * absSum
+                            XCTAssertEqual(Double(batched[v * golden.rows + r]), sum, accuracy: tolerance,
+                                           "\(golden.format) batch \(count) vector \(v) row \(r)")
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    func testF32MatvecAndSgemmPathMatchNaiveProduct() throws {
+        let (rows, columns) = (37, 70)
+        let weights = randomFloats(rows * columns, seed: 3)
+        let context = KernelContext(threads: 2)
+        try weights.withUnsafeBytes { bytes in
+            let matrix = try WeightMatrix(format: .f32, bytes: bytes, rows: rows, columns: columns)
+            for count in [1, 6] {
+                let x = randomFloats(count * columns, seed: 4)
+                var y = [Float](repeating: .nan, count: count * rows)
+                y.withUnsafeMutableBufferPointer {
+                    if count == 1 {
+                        matrix.matvec(x, into: $0.baseAddress!, context: context)
+                    } else {
+                        matrix.matmul(x, count: count, into: $0.baseAddress!, context: context)
+                    }
+                }
+                for v in 0..<count {
+                    for r in 0..<rows {
+                        var sum: Float = 0
+                        for c in 0..<columns { sum += weights[r * columns + c] * x[v * columns + c] }
+                        XCTAssertEqual(y[v * rows + r], sum, accuracy: 1e-4)
+                    }
+                }
+            }
+        }
+    }
+
+    func testRejectsUnsupportedFormatsAndWrongSizes() throws {
+        let bytes = [UInt8](repeating: 0, count: 34)
+        try bytes.withUnsafeBytes { raw in
+            XCTAssertThrowsError(try WeightMatrix(format: .q2_K, bytes: raw, rows: 1, columns: 256))
+            XCTAssertThrowsError(try WeightMatrix(format: .q8_0, bytes: raw, rows: 1, columns: 48))
+            XCTAssertThrowsError(try WeightMatrix(format: .q8_0, bytes: raw, rows: 2, columns: 32))
+            XCTAssertNoThrow(try WeightMatrix(format: .q8_0, bytes: raw, rows: 1, columns: 32))
+        }
+    }
+
+    func testHalfConversionsRoundTripEveryFiniteValue() {
+        for bits in UInt16.min...UInt16.max {
+            let value = HalfFloat.f16ToFloat(bits)
+            if value.isNaN { continue }
+            XCTAssertEqual(HalfFloat.floatToF16(value), bits, "f16 \(bits)")
+        }
+        XCTAssertEqual(HalfFloat.bf16ToFloat(0x3F80), 1)
+        XCTAssertEqual(HalfFloat.floatToF16(65520), 0x7C00)  // rounds to infinity
+    }
+
+    func testVectorOpsMatchPlainLoops() {
+        let a = randomFloats(1000, seed: 9), b = randomFloats(1000, seed: 10)
+        var expected: Float = 0
+        for i in 0..<1000 { expected += a[i] * b[i] }
+        XCTAssertEqual(VectorOps.dot(a, b, count: 1000), expected, accuracy: 1e-3)
+        var y = b
+        y.withUnsafeMutableBufferPointer { VectorOps.axpy(0.5, a, $0.baseAddress!, count: 1000) }
+        for i in 0..<1000 { XCTAssertEqual(y[i], b[i] + 0.5 * a[i], accuracy: 1e-6) }
+    }
+}
