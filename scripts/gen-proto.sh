@@ -19,7 +19,9 @@ mv "$scratch"/raw/gemma/v1/*.pb-c.h "$scratch/target/include/gemma/v1/"
 printf 'module GemmaProto {\n    header "gemma_proto.h"\n    export *\n}\n' > "$scratch/target/include/module.modulemap"
 swift_out=Sources/GemmaAPI/Messages.generated.swift
 protoc --proto_path=Protos --include_imports --descriptor_set_out="$scratch/fds.pb" Protos/gemma/v1/*.proto
-python3 scripts/gen-swift-api.py "$scratch/fds.pb" > "$scratch/Messages.generated.swift"
+py=python3
+[ -x "${GEMMA_VENV:-$HOME/.cache/gemma-serve/venv}/bin/python" ] && py="${GEMMA_VENV:-$HOME/.cache/gemma-serve/venv}/bin/python"
+"$py" scripts/gen-swift-api.py "$scratch/fds.pb" > "$scratch/Messages.generated.swift"
 if [ $check = 1 ]; then
   if ! cmp -s "$scratch/Messages.generated.swift" "$swift_out"; then
     echo "$swift_out is stale: run 'make proto'" >&2; exit 1

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# make demo: start the three services the way systemd does (socket activation through
+# systemd-socket-activate, each on a Unix socket in a scratch folder), check their health and
+# run a real generation with the 270M model from PyPI through them.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/env.sh
+bin=$(swift build -c release --show-bin-path)
+model=${GEMMA_MODEL:-$(gemma_model_path)}
+vision_model=${GEMMA_VISION_MODEL:-}
+run=$(mktemp -d /tmp/gemma-demo.XXXXXX)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$run"; }
+trap cleanup EXIT
+
+activate() {  # NAME BINARY ARGS...
+  local name=$1; shift
+  systemd-socket-activate -l "$run/$name.sock" --fdname="$name" -E OPENBLAS_CORETYPE "$@" 2>"$run/$name.log" &
+  pids+=($!)
+}
+activate tokenizer "$bin/gemma-tokenizer" --model "$model"
+activate decoder "$bin/gemma-decoder" --model "$model" --tokenizer "unix:$run/tokenizer.sock" \
+  ${vision_model:+--vision "unix:$run/vision.sock"}
+if [ -n "$vision_model" ]; then
+  activate vision "$bin/gemma-vision" --model "$vision_model"
+else
+  echo "(no vision model: the 270M is text-only; set GEMMA_VISION_MODEL to an mmproj GGUF or HF folder to start the vision service)"
+fi
+for s in tokenizer decoder ${vision_model:+vision}; do
+  until [ -S "$run/$s.sock" ]; do sleep 0.1; done
+done
+export GEMMA_TOKENIZER="unix:$run/tokenizer.sock" GEMMA_DECODER="unix:$run/decoder.sock" GEMMA_VISION="unix:$run/vision.sock"
+echo "== health (the first call starts each service)"
+"$bin/gemma" health --tokenizer "$GEMMA_TOKENIZER" --decoder "$GEMMA_DECODER" ${vision_model:+--vision "$GEMMA_VISION"}
+prompt=${GEMMA_DEMO_PROMPT:-"Write a haiku about the sea."}
+echo "== gemma generate --prompt \"$prompt\""
+"$bin/gemma" generate --prompt "$prompt" --max-tokens "${GEMMA_DEMO_TOKENS:-64}"
+echo
+echo "== raw completion"
+"$bin/gemma" generate --raw --prompt "The capital of France is" --max-tokens 16
+echo

