@@ -1,0 +1,116 @@
+import Foundation
+import GemmaWeights
+
+/// One input image encoded: soft tokens for the whole image and for each Pan & Scan crop.
+public struct EncodedImage: Sendable {
+    public struct Crop: Sendable {
+        /// The region of the source image these tokens show (the whole image first).
+        public let box: CropBox
+        /// `config.tokensPerImage × config.textHidden` floats, token after token: the rows that
+        /// replace the image soft-token placeholders in the text model's input embeddings
+        /// (not scaled by √hidden).
+        public let embeddings: [Float]
+    }
+    public let crops: [Crop]
+}
+
+/// Gemma 3's vision encoder: SigLIP ViT plus the multimodal projector, from a Hugging Face
+/// checkpoint folder or a llama.cpp `mmproj` GGUF.
+///
+/// Thread-safe: `encode` may run concurrently (each call allocates its own activations), though
+/// calls already use every core through OpenBLAS.
+public final class VisionEncoder: Sendable {
+    public let config: VisionConfig
+    /// Crops run through the model together at most (bounds activation memory, ~165 MB per
+    /// so400m crop; 5 fits one image with 4 Pan & Scan crops).
+    public let maxCropsPerBatch: Int
+    private let source: TensorSource  // owns the mapped weights the model reads
+    private let model: SigLIPModel
+
+    /// Loads `path`: a folder with `config.json`, optional `preprocessor_config.json` and
+    /// `model.safetensors` (or `model.safetensors.index.json` and shards), or a `.gguf` mmproj.
+    /// - Throws: `VisionError` for a bad configuration or missing/misshapen tensors,
+    ///   `WeightsError` for unreadable files.
+    public convenience init(path: String, maxCropsPerBatch: Int = 5) throws {
+        var isFolder: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isFolder) else {
+            throw VisionError.invalidConfig("\(path) does not exist")
+        }
+        if isFolder.boolValue {
+            let config = try VisionConfig.huggingFace(folder: path)
+            let source = try SafetensorsTensorSource(path: path)
+            try self.init(config: config, source: source, weights: .huggingFace(source, config: config),
+                          maxCropsPerBatch: maxCropsPerBatch)
+        } else {
+            let file = try GGUFFile(path: path)
+            let config = try VisionConfig.gguf(file)
+            let source = GGUFTensorSource(file: file)
+            try self.init(config: config, source: source, weights: .gguf(source, config: config),
+                          maxCropsPerBatch: maxCropsPerBatch)
+        }
+    }
+
+    /// An encoder over tensors with Hugging Face names (`vision_tower.vision_model.…` or
+    /// `model.vision_tower.vision_model.…`, `[model.]multi_modal_projector.…`).
+    public convenience init(config: VisionConfig, huggingFaceTensors source: TensorSource,
+                            maxCropsPerBatch: Int = 5) throws {
+        try config.validate()
+        try self.init(config: config, source: source, weights: .huggingFace(source, config: config),
+                      maxCropsPerBatch: maxCropsPerBatch)
+    }
+
+    private init(config: VisionConfig, source: TensorSource, weights: VisionWeights, maxCropsPerBatch: Int) throws {
+        self.config = config
+        self.source = source
+        self.maxCropsPerBatch = max(1, maxCropsPerBatch)
+        self.model = SigLIPModel(config: config, weights: weights)
+    }
+
+    /// Encodes images: each image, then its Pan & Scan crops when `panAndScan` is given and
+    /// applies (pass `config.panAndScan` to follow the checkpoint's preprocessor settings),
+    /// preprocessed as transformers does and run through the model in batches.
+    public func encode(images: [RGBImage], panAndScan: PanAndScanOptions?) throws -> [EncodedImage] {
+        let preprocessor = config.preprocessor
+        let perImage = images.map { preprocessor.crops(of: $0, panAndScan: panAndScan) }
+        let all = perImage.flatMap { $0 }
+        let tokens = try encode(pixelValues: all.flatMap(\.pixelValues), crops: all.count)
+        var next = 0
+        return perImage.map { crops in
+            defer { next += crops.count }
+            return EncodedImage(crops: crops.enumerated().map { index, crop in
+                EncodedImage.Crop(box: crop.box, embeddings: tokens[next + index])
+            })
+        }
+    }
+
+    /// Soft tokens for already preprocessed crops (`crops × 3 × imageSize²`, channel-first, as
+    /// transformers' `pixel_values`); one `tokensPerImage × textHidden` array per crop.
+    public func encode(pixelValues: [Float], crops: Int) throws -> [[Float]] {
+        try run(pixelValues: pixelValues, crops: crops).map(\.tokens)
+    }
+
+    /// Per crop: the vision tower's output (`patches × width`) and the soft tokens.
+    func run(pixelValues: [Float], crops: Int) throws -> [(tower: [Float], tokens: [Float])] {
+        let perCrop = 3 * config.imageSize * config.imageSize
+        guard crops >= 0, pixelValues.count == crops * perCrop else {
+            throw VisionError.invalidImage("\(pixelValues.count) pixel values are not \(crops) crops of \(perCrop)")
+        }
+        var results: [(tower: [Float], tokens: [Float])] = []
+        let towerSize = config.patchCount * config.width
+        let tokenSize = config.tokensPerImage * config.textHidden
+        var start = 0
+        while start < crops {
+            let count = min(maxCropsPerBatch, crops - start)
+            let output = pixelValues.withUnsafeBufferPointer { all in
+                model.forward(pixels: UnsafeBufferPointer(rebasing: all[(start * perCrop)..<((start + count) * perCrop)]),
+                              crops: count)
+            }
+            for i in 0..<count {
+                results.append((Array(output.tower[(i * towerSize)..<((i + 1) * towerSize)]),
+                                Array(output.tokens[(i * tokenSize)..<((i + 1) * tokenSize)])))
+            }
+            start += count
+        }
+        return results
+    }
+}
