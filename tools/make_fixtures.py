@@ -142,7 +142,11 @@ def build_gqa_causal(out_root, name="gqa_causal", dtype=torch.float32):
     if dtype != torch.float32:
         # Store bf16, but compute the reference in f32 on exactly those weights, with the
         # embedding scale rounded to bf16 as transformers does for a bf16 checkpoint.
-        model = model.to(dtype).to(torch.float32)
+        # Round the parameters only: casting the whole model would also round buffers such as
+        # RoPE's inv_freq, which a bf16 checkpoint does not store.
+        with torch.no_grad():
+            for parameter in model.parameters():
+                parameter.copy_(parameter.to(dtype).to(torch.float32))
         scale = torch.tensor(config.hidden_size ** 0.5).to(dtype).to(torch.float32)
         model.model.embed_tokens.embed_scale.copy_(scale)
     out_dir = os.path.join(out_root, name)
@@ -216,7 +220,37 @@ def build_mqa_released(out_root):
 
     generator = np.random.default_rng(21)
     prompt = [2] + generator.integers(3, 500, size=17).tolist()
-    return record(model, out_dir, prompt, 8)
+    margin = record(model, out_dir, prompt, 8)
+    record_multimodal(model, out_dir, generator)
+    return margin
+
+
+def record_multimodal(model, out_dir, generator):
+    """Two "images" of 4 soft tokens each given as embedding overrides (not scaled), attending
+    bidirectionally within each image (token_type_ids = 1), causal elsewhere; the second
+    image straddles a sliding window boundary."""
+    image = 502
+    tokens = [2, 40, 41, 500] + [image] * 4 + [501, 42, 43, 44, 45, 46, 500] + [image] * 4 + [501, 47, 48]
+    starts = [i for i, t in enumerate(tokens) if t == image and (i == 0 or tokens[i - 1] != image)]
+    groups = [[start, start + 4] for start in starts]
+    assert groups == [[4, 8], [15, 19]], groups
+    hidden = model.config.text_config.hidden_size
+    overrides = torch.tensor(generator.standard_normal((8, hidden)), dtype=torch.float32)
+    ids = torch.tensor([tokens])
+    token_type_ids = torch.zeros_like(ids)
+    for start, end in groups:
+        token_type_ids[0, start:end] = 1
+    with torch.no_grad():
+        embeds = model.get_input_embeddings()(torch.where(ids == image, 0, ids))
+        embeds[0, 4:8] = overrides[:4]
+        embeds[0, 15:19] = overrides[4:]
+        logits = model(inputs_embeds=embeds, token_type_ids=token_type_ids,
+                       attention_mask=torch.ones_like(ids)).logits[0].float().numpy()
+    logits.astype("<f4").tofile(os.path.join(out_dir, "multimodal_logits.f32"))
+    with open(os.path.join(out_dir, "multimodal.json"), "w") as f:
+        json.dump({"tokens": tokens, "groups": groups,
+                   "overrides": [{"start": 4, "values": overrides[:4].flatten().tolist()},
+                                 {"start": 15, "values": overrides[4:].flatten().tolist()}]}, f)
 
 
 def prune(out_dir):

@@ -1,0 +1,393 @@
+import Foundation
+import GemmaKernels
+import GemmaWeights
+
+/// The Gemma 3 text decoder: weights, forward pass, and the calls a decoder service makes.
+///
+/// Usage:
+/// ```swift
+/// let model = try TextModel(path: "gemma-3-270m.gguf", threads: 2)
+/// let cache = model.makeCache(maxContext: 4096)
+/// var logits = try model.prefill(tokens: promptIDs, cache: cache)   // reuses a cached prefix
+/// let next = sampler.sample(logits, history: ...)
+/// logits = try model.append(tokens: [next], cache: cache)           // one decode step
+/// ```
+/// Activations are f32; weights stay in their stored format. Batches of more than a few
+/// positions go through matrix-matrix products (prefill); single positions through the
+/// quantized matrix-vector kernels (decode).
+///
+/// A model may serve many caches, but runs one call at a time (its thread pool and scratch
+/// are shared): callers serialize calls, e.g. on one task or behind a lock.
+public final class TextModel: @unchecked Sendable {
+    public let config: TextConfig
+    let weights: TextWeights
+    let kernels: KernelContext
+    /// Positions processed per forward batch during prefill (bounds scratch memory).
+    public var batchSize = 512
+    private let localInverseFrequencies: [Float]
+    private let globalInverseFrequencies: [Float]
+
+    /// Threads the kernels split work across.
+    public var threads: Int { kernels.threads }
+
+    /// Loads a checkpoint: a `.gguf` file, or a Hugging Face folder (`config.json` and
+    /// `model.safetensors` or sharded safetensors with an index).
+    public init(path: String, threads: Int = 2) throws {
+        let weights = try TextWeights.load(path: path)
+        self.weights = weights
+        self.config = weights.config
+        self.kernels = KernelContext(threads: threads)
+        localInverseFrequencies = Self.inverseFrequencies(
+            base: config.localRopeBase, scaling: config.localRopeScaling, headDim: config.headDim)
+        globalInverseFrequencies = Self.inverseFrequencies(
+            base: config.globalRopeBase, scaling: config.globalRopeScaling, headDim: config.headDim)
+    }
+
+    /// A new, empty cache for up to `maxContext` positions (at most the trained context).
+    public func makeCache(maxContext: Int) -> KVCache {
+        KVCache(config: config, maxContext: max(1, min(maxContext, config.maxPositions)))
+    }
+
+    // MARK: public entry points
+
+    /// Runs `input` as the whole sequence held by `cache`: keeps the longest prefix the cache
+    /// already holds (as far as its rings still allow), computes the rest, and returns the last
+    /// position's logits (`vocabSize` floats). At least the last position is always computed.
+    public func prefill(_ input: TextInput, cache: KVCache) throws -> [Float] {
+        guard input.count > 0 else { throw TextModelError.badInput("empty input") }
+        try input.validate(hiddenSize: config.hiddenSize)
+        let reuse = reusablePrefix(of: input, cache: cache)
+        if reuse == 0 { cache.reset() } else { cache.truncate(to: reuse) }
+        return try forward(input.dropping(first: reuse, hiddenSize: config.hiddenSize), cache: cache, allLogits: false)
+    }
+
+    public func prefill(tokens: [Int32], cache: KVCache) throws -> [Float] {
+        try prefill(TextInput(tokens: tokens), cache: cache)
+    }
+
+    /// Appends `input` after the cached positions and returns the last position's logits.
+    public func append(_ input: TextInput, cache: KVCache) throws -> [Float] {
+        guard input.count > 0 else { throw TextModelError.badInput("empty input") }
+        try input.validate(hiddenSize: config.hiddenSize)
+        return try forward(input, cache: cache, allLogits: false)
+    }
+
+    public func append(tokens: [Int32], cache: KVCache) throws -> [Float] {
+        try append(TextInput(tokens: tokens), cache: cache)
+    }
+
+    /// Appends `input` and returns logits for every appended position (`count × vocabSize`,
+    /// row after row): position i's row predicts the token after position i (for scoring).
+    public func appendReturningAllLogits(_ input: TextInput, cache: KVCache) throws -> [Float] {
+        guard input.count > 0 else { throw TextModelError.badInput("empty input") }
+        try input.validate(hiddenSize: config.hiddenSize)
+        return try forward(input, cache: cache, allLogits: true)
+    }
+
+    /// How many leading positions of `input` `cache` can keep: the common prefix, short of
+    /// the last position (whose logits are needed), not ending inside a bidirectional group,
+    /// and 0 when a local layer's ring has rolled past what the first new position needs.
+    public func reusablePrefix(of input: TextInput, cache: KVCache) -> Int {
+        let fingerprints = input.fingerprints(hiddenSize: config.hiddenSize)
+        var length = 0
+        let limit = min(cache.count, fingerprints.count - 1)
+        while length < limit && cache.history[length] == fingerprints[length] { length += 1 }
+        // Keys inside a group were computed with the whole group visible: a group must be
+        // kept whole and identical, or recomputed.
+        var changed = true
+        while changed {
+            changed = false
+            for group in cache.groups + input.bidirectionalGroups where group.lowerBound < length {
+                let inBoth = cache.groups.contains(group) && input.bidirectionalGroups.contains(group)
+                if group.upperBound > length || !inBoth {
+                    length = group.lowerBound
+                    changed = true
+                }
+            }
+        }
+        return cache.canTruncate(to: length) ? length : 0
+    }
+
+    // MARK: the forward pass
+
+    /// Appends `input` to `cache` in batches; returns the last position's logits, or every
+    /// position's when `allLogits`.
+    private func forward(_ input: TextInput, cache: KVCache, allLogits: Bool) throws -> [Float] {
+        let needed = cache.count + input.count
+        guard needed <= cache.maxContext else {
+            throw TextModelError.contextFull(needed: needed, capacity: cache.maxContext)
+        }
+        var overridden = [Bool](repeating: false, count: input.count)
+        for override in input.embeddingOverrides {
+            for i in override.start..<(override.start + override.values.count / config.hiddenSize) { overridden[i] = true }
+        }
+        for (i, token) in input.tokens.enumerated() where !overridden[i] && (token < 0 || Int(token) >= config.vocabSize) {
+            throw TextModelError.badInput("token \(token) outside the vocabulary of \(config.vocabSize)")
+        }
+        let fingerprints = input.fingerprints(hiddenSize: config.hiddenSize)
+        var logits: [Float] = []
+        if allLogits { logits.reserveCapacity(input.count * config.vocabSize) }
+        var start = 0
+        while start < input.count {
+            let end = batchEnd(from: start, input: input)
+            let batch = start..<end
+            let hidden = embed(input, positions: batch)
+            defer { hidden.deallocate() }
+            let firstPosition = cache.count
+            let groupIDs = batch.map { i in input.bidirectionalGroups.firstIndex { $0.contains(i) } ?? -1 }
+            for layer in 0..<config.layerCount {
+                runLayer(layer, hidden: hidden, count: batch.count, firstPosition: firstPosition,
+                         groupIDs: groupIDs, cache: cache)
+            }
+            cache.record(Array(fingerprints[batch]),
+                         groups: input.bidirectionalGroups.filter { batch.contains($0.lowerBound) }
+                             .map { ($0.lowerBound + firstPosition - start)..<($0.upperBound + firstPosition - start) })
+            if allLogits {
+                logits += outputLogits(hidden: hidden, rows: 0..<batch.count)
+            } else if end == input.count {
+                logits = outputLogits(hidden: hidden, rows: (batch.count - 1)..<batch.count)
+            }
+            start = end
+        }
+        return logits
+    }
+
+    /// End of the batch starting at `start`: at most `batchSize` positions, moved so no
+    /// bidirectional group is split (a group longer than a batch gets a batch of its own).
+    private func batchEnd(from start: Int, input: TextInput) -> Int {
+        var end = min(input.count, start + max(1, batchSize))
+        if let group = input.bidirectionalGroups.first(where: { $0.lowerBound < end && end < $0.upperBound }) {
+            end = group.lowerBound > start ? group.lowerBound : group.upperBound
+        }
+        return end
+    }
+
+    /// Token embeddings × scale, or overrides as given, for `positions` of `input`:
+    /// a new `count × hidden` buffer the caller deallocates.
+    private func embed(_ input: TextInput, positions: Range<Int>) -> UnsafeMutablePointer<Float> {
+        let width = config.hiddenSize
+        let hidden = UnsafeMutablePointer<Float>.allocate(capacity: positions.count * width)
+        for (row, i) in positions.enumerated() {
+            let destination = hidden + row * width
+            if let override = input.embeddingOverrides.first(where: { i >= $0.start && i < $0.start + $0.values.count / width }) {
+                let offset = (i - override.start) * width
+                override.values.withUnsafeBufferPointer { destination.update(from: $0.baseAddress! + offset, count: width) }
+            } else {
+                weights.embedding.dequantizeRow(Int(input.tokens[i]), into: destination)
+                for j in 0..<width { destination[j] *= weights.embeddingScale }
+            }
+        }
+        return hidden
+    }
+
+    /// One decoder layer over `count` positions starting at `firstPosition`, in place:
+    /// `x += postNorm(attention(inputNorm(x)))`, then `x += postNorm(mlp(preNorm(x)))`.
+    private func runLayer(_ index: Int, hidden x: UnsafeMutablePointer<Float>, count: Int, firstPosition: Int,
+                          groupIDs: [Int], cache: KVCache) {
+        let c = config
+        let layer = weights.layers[index]
+        let width = c.hiddenSize
+        let normed = UnsafeMutableBufferPointer<Float>.allocate(capacity: count * width)
+        defer { normed.deallocate() }
+
+        // Attention block.
+        normed.baseAddress!.update(from: x, count: count * width)
+        rmsNorm(normed, layer.inputNorm)
+        let attended = attention(layer: index, weights: layer, input: normed.baseAddress!, count: count,
+                                 firstPosition: firstPosition, groupIDs: groupIDs, cache: cache)
+        defer { attended.deallocate() }
+        rmsNorm(attended, layer.postAttentionNorm)
+        for i in 0..<(count * width) { x[i] += attended[i] }
+
+        // Feed-forward block: down(gelu_tanh(gate(h)) · up(h)).
+        normed.baseAddress!.update(from: x, count: count * width)
+        rmsNorm(normed, layer.preFeedForwardNorm)
+        let gate = UnsafeMutableBufferPointer<Float>.allocate(capacity: count * c.intermediateSize)
+        let up = UnsafeMutableBufferPointer<Float>.allocate(capacity: count * c.intermediateSize)
+        defer { gate.deallocate(); up.deallocate() }
+        multiply(layer.gate, normed.baseAddress!, count: count, into: gate.baseAddress!)
+        multiply(layer.up, normed.baseAddress!, count: count, into: up.baseAddress!)
+        Dense.geluTanh(gate)
+        for i in gate.indices { gate[i] *= up[i] }
+        let down = UnsafeMutableBufferPointer<Float>.allocate(capacity: count * width)
+        defer { down.deallocate() }
+        multiply(layer.down, gate.baseAddress!, count: count, into: down.baseAddress!)
+        rmsNorm(down, layer.postFeedForwardNorm)
+        for i in 0..<(count * width) { x[i] += down[i] }
+    }
+
+    /// Self-attention for `count` new positions: projections, per-head RMSNorm of q and k,
+    /// RoPE, query scaling, cache update, masked softmax attention, output projection.
+    /// Returns a new `count × hidden` buffer.
+    private func attention(layer index: Int, weights layer: LayerWeights, input: UnsafeMutablePointer<Float>,
+                           count: Int, firstPosition: Int, groupIDs: [Int],
+                           cache: KVCache) -> UnsafeMutableBufferPointer<Float> {
+        let c = config
+        let isGlobal = c.globalLayers[index]
+        let (qDim, kvDim, headDim) = (c.queryDim, c.kvDim, c.headDim)
+        let queries = UnsafeMutableBufferPointer<Float>.allocate(capacity: count * qDim)
+        let keys = UnsafeMutableBufferPointer<Float>.allocate(capacity: count * kvDim)
+        let values = UnsafeMutableBufferPointer<Float>.allocate(capacity: count * kvDim)
+        defer { queries.deallocate(); keys.deallocate(); values.deallocate() }
+        multiply(layer.query, input, count: count, into: queries.baseAddress!)
+        multiply(layer.key, input, count: count, into: keys.baseAddress!)
+        multiply(layer.value, input, count: count, into: values.baseAddress!)
+
+        // QK-norm is per head (rows of head_dim), before RoPE.
+        rmsNorm(queries, layer.queryNorm)
+        rmsNorm(keys, layer.keyNorm)
+        let frequencies = isGlobal ? globalInverseFrequencies : localInverseFrequencies
+        for t in 0..<count {
+            let position = firstPosition + t
+            for h in 0..<c.headCount { applyRoPE(queries.baseAddress! + t * qDim + h * headDim, position: position, frequencies) }
+            for h in 0..<c.kvHeadCount { applyRoPE(keys.baseAddress! + t * kvDim + h * headDim, position: position, frequencies) }
+        }
+        let scale = c.queryScale
+        for i in queries.indices { queries[i] *= scale }
+
+        // The keys this batch attends to, as one contiguous run of positions
+        // `keyStart ..< firstPosition + count`.
+        let window = c.slidingWindow
+        let keyStart = isGlobal ? 0 : max(0, firstPosition - window + 1)
+        let keyCount = firstPosition + count - keyStart
+        let cacheKeys = cache.keys[index], cacheValues = cache.values[index]
+        var keyRun = cacheKeys, valueRun = cacheValues
+        var gathered: (UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>)?
+        if !isGlobal && count > 1 {
+            // A ring's slots are not in position order: copy the older keys the window still
+            // needs, then this batch's, before the batch overwrites ring slots.
+            let k = UnsafeMutablePointer<Float>.allocate(capacity: keyCount * kvDim)
+            let v = UnsafeMutablePointer<Float>.allocate(capacity: keyCount * kvDim)
+            for p in keyStart..<firstPosition {
+                let slot = cache.slot(layer: index, position: p)
+                (k + (p - keyStart) * kvDim).update(from: cacheKeys + slot * kvDim, count: kvDim)
+                (v + (p - keyStart) * kvDim).update(from: cacheValues + slot * kvDim, count: kvDim)
+            }
+            (k + (firstPosition - keyStart) * kvDim).update(from: keys.baseAddress!, count: count * kvDim)
+            (v + (firstPosition - keyStart) * kvDim).update(from: values.baseAddress!, count: count * kvDim)
+            gathered = (k, v)
+            keyRun = k
+            valueRun = v
+        }
+        defer { if let (k, v) = gathered { k.deallocate(); v.deallocate() } }
+
+        // Store the batch in the cache (a ring keeps only its last `capacity` positions).
+        let capacity = cache.capacities[index]
+        for t in max(0, count - capacity)..<count {
+            let slot = cache.slot(layer: index, position: firstPosition + t)
+            (cacheKeys + slot * kvDim).update(from: keys.baseAddress! + t * kvDim, count: kvDim)
+            (cacheValues + slot * kvDim).update(from: values.baseAddress! + t * kvDim, count: kvDim)
+        }
+
+        let mixed = UnsafeMutableBufferPointer<Float>.allocate(capacity: count * qDim)
+        defer { mixed.deallocate() }
+        let groupSize = c.headCount / c.kvHeadCount
+        if count == 1 && gathered == nil {
+            // Decode: read the cache in place; a ring's slot for position p is p mod capacity.
+            let scores = UnsafeMutableBufferPointer<Float>.allocate(capacity: keyCount)
+            defer { scores.deallocate() }
+            for h in 0..<c.headCount {
+                let kvOffset = (h / groupSize) * headDim
+                let query = queries.baseAddress! + h * headDim
+                for j in 0..<keyCount {
+                    let slot = cache.slot(layer: index, position: keyStart + j)
+                    scores[j] = VectorOps.dot(query, cacheKeys + slot * kvDim + kvOffset, count: headDim)
+                }
+                Dense.softmax(scores)
+                let out = mixed.baseAddress! + h * headDim
+                out.initialize(repeating: 0, count: headDim)
+                for j in 0..<keyCount {
+                    let slot = cache.slot(layer: index, position: keyStart + j)
+                    VectorOps.axpy(scores[j], cacheValues + slot * kvDim + kvOffset, out, count: headDim)
+                }
+            }
+        } else {
+            // Batch: scores = Q·Kᵀ and out = P·V per head with sgemm, masked in between.
+            let scores = UnsafeMutableBufferPointer<Float>.allocate(capacity: count * keyCount)
+            defer { scores.deallocate() }
+            for h in 0..<c.headCount {
+                let kvOffset = (h / groupSize) * headDim
+                Dense.sgemm(transposeB: true, m: count, n: keyCount, k: headDim,
+                            a: queries.baseAddress! + h * headDim, lda: qDim,
+                            b: keyRun + kvOffset, ldb: kvDim, c: scores.baseAddress!)
+                for t in 0..<count {
+                    let queryPosition = firstPosition + t
+                    let row = scores.baseAddress! + t * keyCount
+                    for j in 0..<keyCount {
+                        let keyPosition = keyStart + j
+                        var allowed = keyPosition <= queryPosition
+                        if !allowed, keyPosition >= firstPosition {
+                            let group = groupIDs[t]
+                            allowed = group >= 0 && group == groupIDs[keyPosition - firstPosition]
+                        }
+                        // transformers' window is one-sided (key > query − window): group
+                        // members ahead of the query stay visible.
+                        if !isGlobal && keyPosition <= queryPosition - window { allowed = false }
+                        if !allowed { row[j] = -.infinity }
+                    }
+                    Dense.softmax(UnsafeMutableBufferPointer(start: row, count: keyCount))
+                }
+                Dense.sgemm(m: count, n: headDim, k: keyCount,
+                            a: scores.baseAddress!, b: valueRun + kvOffset, ldb: kvDim,
+                            c: mixed.baseAddress! + h * headDim, ldc: qDim)
+            }
+        }
+
+        let output = UnsafeMutableBufferPointer<Float>.allocate(capacity: count * c.hiddenSize)
+        multiply(layer.output, mixed.baseAddress!, count: count, into: output.baseAddress!)
+        return output
+    }
+
+    /// Final norm, then logits against the tied embedding for `rows` of `hidden`.
+    private func outputLogits(hidden: UnsafeMutablePointer<Float>, rows: Range<Int>) -> [Float] {
+        let width = config.hiddenSize
+        let normed = UnsafeMutableBufferPointer(start: hidden + rows.lowerBound * width, count: rows.count * width)
+        rmsNorm(normed, weights.finalNorm)
+        var logits = [Float](repeating: 0, count: rows.count * config.vocabSize)
+        logits.withUnsafeMutableBufferPointer { out in
+            multiply(weights.embedding, normed.baseAddress!, count: rows.count, into: out.baseAddress!)
+        }
+        return logits
+    }
+
+    // MARK: blocks
+
+    /// `y = x · Wᵀ` for `count` rows: one row goes through the matvec kernels, more through
+    /// the batched path.
+    private func multiply(_ matrix: WeightMatrix, _ x: UnsafePointer<Float>, count: Int, into y: UnsafeMutablePointer<Float>) {
+        if count == 1 {
+            matrix.matvec(x, into: y, context: kernels)
+        } else {
+            matrix.matmul(x, count: count, into: y, context: kernels)
+        }
+    }
+
+    /// RMSNorm of every row (row length = weight length); weights already hold `1 + w`.
+    private func rmsNorm(_ x: UnsafeMutableBufferPointer<Float>, _ weight: [Float]) {
+        weight.withUnsafeBufferPointer { Dense.rmsNorm(x, weight: $0, eps: config.rmsNormEps, addOne: false) }
+    }
+
+    /// RoPE on one head vector, pairing element i with i + headDim/2 (the "rotate half" /
+    /// NeoX layout used by transformers and llama.cpp for Gemma).
+    private func applyRoPE(_ v: UnsafeMutablePointer<Float>, position: Int, _ inverseFrequencies: [Float]) {
+        let half = inverseFrequencies.count
+        let p = Float(position)
+        for i in 0..<half {
+            // f32 angle as transformers computes it (inv_freq · position in f32).
+            let angle = inverseFrequencies[i] * p
+            let cosine = cosf(angle), sine = sinf(angle)
+            let a = v[i], b = v[i + half]
+            v[i] = a * cosine - b * sine
+            v[i + half] = b * cosine + a * sine
+        }
+    }
+
+    /// `1 / base^(2i/d) / scaling` in f32, as transformers builds `inv_freq` (linear scaling
+    /// divides the frequencies, i.e. the positions).
+    static func inverseFrequencies(base: Float, scaling: Float, headDim: Int) -> [Float] {
+        (0..<(headDim / 2)).map { i in
+            let exponent = Float(2 * i) / Float(headDim)
+            return (1 / powf(base, exponent)) / scaling
+        }
+    }
+}
