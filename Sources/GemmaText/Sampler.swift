@@ -1,3 +1,5 @@
+import Foundation
+
 /// How the next token is chosen from a position's logits.
 public struct SamplingParameters: Sendable, Equatable {
     /// 0 picks the most likely token (greedy); otherwise logits are divided by it.

@@ -1,0 +1,305 @@
+import Foundation
+import GemmaAPI
+import GemmaRPC
+import GemmaText
+
+/// The gemma.v1.Decoder methods over one loaded model.
+final class DecoderHandlers: Sendable {
+    struct Limits: Sendable {
+        var maxContext: Int
+        var defaultMaxTokens: Int
+    }
+
+    /// Gemma 3's vocabulary ends turns with `<end_of_turn>` and texts with `<eos>`.
+    static let endOfText: Int32 = 1
+    static let endOfTurn: Int32 = 106
+    /// Positions per Score message: 16 rows of a 262k vocabulary are 16 MiB.
+    static let scoreRowsPerMessage = 16
+
+    let model: TextModel
+    let modelPath: String
+    let tokenizer: RPCClient
+    let sessions: SessionStore
+    let limits: Limits
+    let queue = InferenceQueue(name: "gemma-decoder inference")
+    let started = ContinuousClock.now
+
+    init(model: TextModel, modelPath: String, tokenizer: RPCClient, sessions: SessionStore, limits: Limits) {
+        self.model = model
+        self.modelPath = modelPath
+        self.tokenizer = tokenizer
+        self.sessions = sessions
+        self.limits = limits
+    }
+
+    func service() -> RPCService {
+        var service = RPCService(name: "gemma.v1.Decoder")
+        service.unary("Health") { (_: V1.HealthRequest, _) in
+            var response = V1.HealthResponse()
+            response.status = .serving
+            return response
+        }
+        service.unary("Info") { [self] (_: V1.InfoRequest, _) in await info() }
+        service.serverStreaming("Generate") { [self] (request: V1.GenerateRequest, context, stream: ResponseStream<V1.GenerateResponse>) in
+            try await generate(request, context: context, stream: stream)
+        }
+        service.serverStreaming("Score") { [self] (request: V1.ScoreRequest, _, stream: ResponseStream<V1.ScoreResponse>) in
+            try await score(request, stream: stream)
+        }
+        service.unary("ReleaseSession") { [self] (request: V1.ReleaseSessionRequest, _) in
+            var response = V1.ReleaseSessionResponse()
+            response.released = await sessions.release(request.sessionID)
+            return response
+        }
+        return service
+    }
+
+    func info() async -> V1.DecoderInfo {
+        let config = model.config
+        var info = V1.DecoderInfo()
+        var common = V1.ServiceInfo()
+        common.service = "gemma.v1.Decoder"
+        common.version = gemmaVersion
+        common.modelPath = modelPath
+        common.modelFormat = modelPath.hasSuffix(".gguf") ? "gguf" : "safetensors"
+        common.uptimeMs = UInt64(max(0, (ContinuousClock.now - started).components.seconds * 1000))
+        info.service = common
+        info.vocabularySize = UInt32(config.vocabSize)
+        info.contextLength = UInt32(limits.maxContext)
+        info.layers = UInt32(config.layerCount)
+        info.hiddenSize = UInt32(config.hiddenSize)
+        info.slidingWindow = UInt32(config.slidingWindow)
+        info.sessions = UInt32(await sessions.count)
+        info.kvBytesInUse = UInt64(await sessions.bytesInUse)
+        info.kvBytesBudget = UInt64(sessions.budgetBytes)
+        info.acceptsImages = false
+        return info
+    }
+
+    // MARK: Generate
+
+    func generate(_ request: V1.GenerateRequest, context: CallContext,
+                  stream: ResponseStream<V1.GenerateResponse>) async throws {
+        let sampling = try SamplingParameters(request.sampling, vocabularySize: model.config.vocabSize)
+        let maxTokens = request.maxTokens == 0 ? limits.defaultMaxTokens : Int(request.maxTokens)
+        guard request.imageEmbeddings.isEmpty else {
+            throw RPCError.failedPrecondition("this decoder serves a text-only model: image embeddings are not accepted")
+        }
+        guard request.topLogprobs <= 20 else { throw RPCError.invalidArgument("top_logprobs is at most 20") }
+        let prompt = try await promptIDs(request)
+        try checkVocabulary(prompt)
+        guard prompt.count < limits.maxContext else {
+            throw RPCError(.outOfRange, "the prompt has \(prompt.count) tokens; the context holds \(limits.maxContext) (prompt + generated)")
+        }
+        // A one-off call's cache is sized to what it can use; a session's to the full context.
+        let capacity = request.sessionID.isEmpty ? min(limits.maxContext, prompt.count + maxTokens) : limits.maxContext
+        try await withCache(session: request.sessionID, capacity: capacity) { cache in
+            try await runGeneration(prompt: prompt, cache: cache, sampling: sampling, maxTokens: maxTokens,
+                                    request: request, stream: stream)
+        }
+    }
+
+    private func runGeneration(prompt: [Int32], cache: KVCache, sampling: SamplingParameters, maxTokens: Int,
+                               request: V1.GenerateRequest, stream: ResponseStream<V1.GenerateResponse>) async throws {
+        let model = self.model
+        let prefillStart = ContinuousClock.now
+        let (cached, firstLogits) = try await queue.run {
+            let reused = model.reusablePrefix(of: TextInput(tokens: prompt), cache: cache)
+            return (reused, try model.prefill(tokens: prompt, cache: cache))
+        }
+        let prefillTime = ContinuousClock.now - prefillStart
+        var logits = firstLogits
+        var sampler = Sampler(parameters: sampling)
+        var generated: [Int32] = []
+        var detokenizer = RemoteDetokenizer(client: tokenizer, optional: request.input.isTokens)
+        var stops = StopMatcher(stops: request.stop)
+        let decodeStart = ContinuousClock.now
+        var finish = V1.FinishReason.notFinished
+        while finish == .notFinished {
+            let token = sampler.sample(logits: logits, history: prompt + generated)
+            if !request.ignoreEos && (token == Self.endOfText || token == Self.endOfTurn) {
+                finish = .stop
+                break
+            }
+            generated.append(token)
+            var chunk = V1.GenerateResponse()
+            chunk.tokenIDs = [token]
+            if request.topLogprobs > 0 {
+                chunk.logprobs = [Logprobs.of(token, in: logits, top: Int(request.topLogprobs))]
+            }
+            let (text, stopped) = stops.feed(try await detokenizer.append(token))
+            chunk.text = text
+            if stopped {
+                finish = .stop
+            } else if generated.count >= maxTokens {
+                finish = .length
+            } else if cache.count + 1 >= cache.maxContext {
+                finish = cache.maxContext >= limits.maxContext ? .context : .length
+            }
+            try await stream.send(chunk)
+            if finish != .notFinished { break }
+            logits = try await queue.run { try model.append(tokens: [token], cache: cache) }
+        }
+        var last = V1.GenerateResponse()
+        // Text held back for a possible stop string is sent unless a stop string was found.
+        let tail = try await detokenizer.finish()
+        if !stops.stopped { last.text = stops.feed(tail).text + stops.flush() }
+        last.finishReason = finish
+        var usage = V1.Usage()
+        usage.promptTokens = UInt32(prompt.count)
+        usage.cachedPromptTokens = UInt32(cached)
+        usage.generatedTokens = UInt32(generated.count)
+        usage.prefillUs = UInt64(microseconds(prefillTime))
+        usage.decodeUs = UInt64(microseconds(ContinuousClock.now - decodeStart))
+        last.usage = usage
+        try await stream.send(last)
+    }
+}
+
+extension DecoderHandlers {
+    /// The prompt as token ids: given, or encoded by the tokenizer service (text with
+    /// `<bos>`; chat messages through its template).
+    func promptIDs(_ request: V1.GenerateRequest) async throws -> [Int32] {
+        switch request.input {
+        case .tokens(let input)?:
+            guard !input.ids.isEmpty else { throw RPCError.invalidArgument("no prompt tokens") }
+            return input.ids
+        case .text(let text)?:
+            var encode = V1.EncodeRequest()
+            encode.texts = [text]
+            encode.addBos = true
+            encode.parseSpecial = true
+            let response = try await callTokenizer("Encode", encode, as: V1.EncodeResponse.self)
+            guard let ids = response.encodings.first?.ids, !ids.isEmpty else {
+                throw RPCError.internal("the tokenizer returned no encoding")
+            }
+            return ids
+        case .chat(let chat)?:
+            guard !chat.messages.isEmpty else { throw RPCError.invalidArgument("no chat messages") }
+            for message in chat.messages {
+                for part in message.parts {
+                    if case .image? = part.part {
+                        throw RPCError.failedPrecondition("this decoder serves a text-only model: images are not accepted")
+                    }
+                }
+            }
+            var render = V1.ChatTemplateRequest()
+            render.messages = chat.messages
+            render.addGenerationPrompt = true
+            render.kind = chat.kind
+            return try await callTokenizer("ApplyChatTemplate", render, as: V1.ChatTemplateResponse.self).ids
+        case nil:
+            throw RPCError.invalidArgument("the request has no input (chat, text or tokens)")
+        }
+    }
+
+    /// Calls the tokenizer service; its errors keep their codes, with the service named.
+    func callTokenizer<Request: ProtoMessage, Response: ProtoMessage>(
+        _ method: String, _ request: Request, as: Response.Type
+    ) async throws -> Response {
+        do {
+            return try await tokenizer.unary("/gemma.v1.Tokenizer/\(method)", request, as: Response.self,
+                                             timeout: .seconds(60))
+        } catch let error as RPCError {
+            throw RPCError(error.code, "tokenizer service: \(error.message)")
+        }
+    }
+
+    func checkVocabulary(_ ids: [Int32]) throws {
+        let size = model.config.vocabSize
+        if let bad = ids.first(where: { $0 < 0 || Int($0) >= size }) {
+            throw RPCError.invalidArgument("token id \(bad) is outside the vocabulary (0..<\(size))")
+        }
+    }
+
+    /// Runs `body` with the session's cache (kept afterwards) or a one-off cache.
+    func withCache<T: Sendable>(session: String, capacity: Int,
+                                _ body: (KVCache) async throws -> T) async throws -> T {
+        let model = self.model
+        let bytes = KVCache.kvBytes(config: model.config, maxContext: capacity)
+        if session.isEmpty {
+            try await sessions.reserveTransient(bytes)
+            do {
+                let result = try await body(model.makeCache(maxContext: capacity))
+                await sessions.releaseTransient(bytes)
+                return result
+            } catch {
+                await sessions.releaseTransient(bytes)
+                throw error
+            }
+        }
+        let cache = try await sessions.checkOut(session, bytes: bytes) { model.makeCache(maxContext: capacity) }
+        do {
+            let result = try await body(cache)
+            await sessions.checkIn(session)
+            return result
+        } catch {
+            await sessions.checkIn(session)
+            throw error
+        }
+    }
+
+    // MARK: Score
+
+    /// Logits (or log-probabilities, or the top-k) for every position, streamed a few
+    /// positions per message.
+    func score(_ request: V1.ScoreRequest, stream: ResponseStream<V1.ScoreResponse>) async throws {
+        guard !request.ids.isEmpty else { throw RPCError.invalidArgument("no tokens to score") }
+        guard request.images.isEmpty && request.imageEmbeddings.isEmpty else {
+            throw RPCError.failedPrecondition("this decoder serves a text-only model: images are not accepted")
+        }
+        try checkVocabulary(request.ids)
+        guard request.ids.count <= limits.maxContext else {
+            throw RPCError(.outOfRange, "\(request.ids.count) tokens exceed the context of \(limits.maxContext)")
+        }
+        let vocabulary = model.config.vocabSize
+        if request.output == .topK {
+            guard request.topK > 0 && Int(request.topK) <= vocabulary else {
+                throw RPCError.invalidArgument("top_k must be in 1...\(vocabulary)")
+            }
+        }
+        let model = self.model
+        let ids = request.ids
+        try await withCache(session: "", capacity: ids.count) { cache in
+            var start = 0
+            while start < ids.count {
+                let end = min(ids.count, start + Self.scoreRowsPerMessage)
+                let chunk = Array(ids[start..<end])
+                var rows = try await queue.run { try model.appendReturningAllLogits(TextInput(tokens: chunk), cache: cache) }
+                var message = V1.ScoreResponse()
+                message.firstPosition = UInt32(start)
+                message.positions = UInt32(end - start)
+                message.vocabularySize = UInt32(vocabulary)
+                switch request.output {
+                case .logits:
+                    message.values = littleEndianBytes(rows)
+                case .logprobs:
+                    for row in 0..<(end - start) { Logprobs.logSoftmax(&rows, row: row, width: vocabulary) }
+                    message.values = littleEndianBytes(rows)
+                case .topK:
+                    for row in 0..<(end - start) {
+                        let slice = Array(rows[(row * vocabulary)..<((row + 1) * vocabulary)])
+                        message.top += Logprobs.top(Int(request.topK), of: slice)
+                    }
+                }
+                try await stream.send(message)
+                start = end
+            }
+        }
+    }
+}
+
+func microseconds(_ duration: Duration) -> Int64 {
+    duration.components.seconds * 1_000_000 + duration.components.attoseconds / 1_000_000_000_000
+}
+
+func littleEndianBytes(_ values: [Float]) -> [UInt8] {
+    values.withUnsafeBytes { Array($0) }  // x86-64 and arm64 are little-endian
+}
+
+extension Optional where Wrapped == V1.GenerateRequest.Input {
+    var isTokens: Bool {
+        if case .tokens? = self { return true }
+        return false
+    }
+}
