@@ -75,7 +75,7 @@ let package = Package(
         .testTarget(name: "GemmaRPCTests", dependencies: ["GemmaRPC", "GemmaAPI"]),
         .testTarget(name: "GemmaWeightsTests", dependencies: ["GemmaWeights"]),
         .testTarget(name: "GemmaKernelsTests", dependencies: ["GemmaKernels"]),
-        .testTarget(name: "GemmaTokenizerTests", dependencies: ["GemmaTokenizer"]),
+        .testTarget(name: "GemmaTokenizerTests", dependencies: ["GemmaTokenizer"], exclude: ["Fixtures"]),
         .testTarget(name: "GemmaTextTests", dependencies: ["GemmaText"]),
         .testTarget(name: "GemmaVisionTests", dependencies: ["GemmaVision"]),
         .testTarget(name: "ServiceTests", dependencies: ["GemmaRPC", "GemmaAPI"]),
