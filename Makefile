@@ -6,7 +6,7 @@ SWIFT_FLAGS ?= -c release
 BUILD_DIR = $(shell swift build $(SWIFT_FLAGS) --show-bin-path 2>/dev/null)
 PROTO_OUT := Sources/GemmaProto
 
-.PHONY: demo test setup build proto proto-check install bench clean
+.PHONY: demo test setup build proto proto-check install bench clean vm-test
 
 ## Install what is missing (apt packages, the PyPI model, the Python test client's protobuf).
 setup:
@@ -32,6 +32,11 @@ proto:
 ## Fail when the committed protobuf-c code is not what Protos/ generates.
 proto-check:
 	bash scripts/gen-proto.sh --check $(PROTO_OUT)
+
+## The services under a real systemd (PID 1) in a QEMU VM (TCG): socket activation, hardening,
+## a TCP listener from the host, restart after a crash, a real generation. Not part of `test`.
+vm-test:
+	bash scripts/vm-test.sh
 
 install:
 	bash scripts/install.sh "$(DESTDIR)" "$(PREFIX)" "$(BUILD_DIR)"
