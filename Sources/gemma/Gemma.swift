@@ -8,7 +8,8 @@ struct Gemma: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "gemma",
         abstract: "Client of the Gemma 3 services: health, tokenization, generation, scoring, images, benchmarks.",
-        subcommands: [Health.self, Info.self])
+        subcommands: [Health.self, Info.self, Tokenize.self, Detokenize.self, ChatTemplateCommand.self,
+                      Generate.self, Chat.self, Score.self])
 }
 
 /// Which service a command talks to, and where each one is.
