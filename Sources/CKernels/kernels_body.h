@@ -207,7 +207,37 @@ static CK_TARGET int CK_NAME(dequantize_row)(int type, const void *src, float *y
 
 // MARK: activation quantization
 
-static CK_TARGET void CK_NAME(quantize_q8)(const float *x, ck_q8_block *out, int64_t n) {
+/// Quantizes activations the way ggml does for the weight format at hand, so results track
+/// llama.cpp's: `CK_ACT_Q8_0` — per 32 values, scale max|x|/127 stored as f16, values
+/// round-to-nearest-even of x·127/max|x| (ggml's Q8_0/Q8_1); `CK_ACT_Q8_K` — per 256 values,
+/// scale −max/127 with `max` the value of largest magnitude, values clamped to ≤ 127 (Q8_K),
+/// written into eight 32-value blocks that share the scale.
+static CK_TARGET void CK_NAME(quantize_q8)(const float *x, ck_q8_block *out, int64_t n, int mode) {
+    if (mode == CK_ACT_Q8_K) {
+        for (int64_t s = 0; s < n / 256; s++) {
+            const float *v = x + 256 * s;
+            float amax = 0, max = 0;
+            for (int j = 0; j < 256; j++) {
+                float a = fabsf(v[j]);
+                if (a > amax) { amax = a; max = v[j]; }
+            }
+            float iscale = amax > 0 ? -127.0f / max : 0.0f;
+            float d = amax > 0 ? 1.0f / iscale : 0.0f;
+            for (int b = 0; b < 8; b++) {
+                ck_q8_block *block = out + 8 * s + b;
+                int32_t sum = 0;
+                for (int j = 0; j < 32; j++) {
+                    int32_t r = (int32_t)lrintf(iscale * v[32 * b + j]);
+                    r = r > 127 ? 127 : r;
+                    block->qs[j] = (int8_t)r;
+                    sum += r;
+                }
+                block->d = d;
+                block->s = d * (float)sum;
+            }
+        }
+        return;
+    }
     for (int64_t b = 0; b < n / 32; b++) {
         const float *v = x + 32 * b;
         float amax = 0;
@@ -215,16 +245,16 @@ static CK_TARGET void CK_NAME(quantize_q8)(const float *x, ck_q8_block *out, int
             float a = fabsf(v[j]);
             amax = a > amax ? a : amax;
         }
-        float d = amax / 127.0f;
-        float inverse = d > 0 ? 1.0f / d : 0.0f;
+        float inverse = amax > 0 ? 127.0f / amax : 0.0f;
         int32_t sum = 0;
         for (int j = 0; j < 32; j++) {
             int32_t r = (int32_t)lrintf(v[j] * inverse);
             out[b].qs[j] = (int8_t)r;
             sum += r;
         }
-        out[b].d = d;
-        out[b].s = d * (float)sum;
+        out[b].d = ck_fp16_table[ck_f32_to_fp16(amax / 127.0f)];
+        // ggml keeps Q8_1's sum term as f16 too.
+        out[b].s = ck_fp16_table[ck_f32_to_fp16(out[b].d * (float)sum)];
     }
 }
 
@@ -359,6 +389,110 @@ static CK_TARGET float CK_NAME(vec_dot)(int type, const void *src, const float *
         return sum;
     default:
         return 0;
+    }
+}
+
+// MARK: batched int8 products (prefill and decode share them)
+
+/// Decodes one stored row into int8 values plus, per 32-element block, two scales (for its
+/// low and high 16 elements; equal except for Q6_K, whose sub-blocks are 16 wide) and the
+/// coefficient of the activation block's sum (formats with an additive minimum). Then
+/// `row · x = Σ_b x.d · (lo_b · Σ_{i<16} q·xq + hi_b · Σ_{i≥16} q·xq) + min_b · x.s`.
+/// Returns 1 if any block has a minimum term, 0 if none, -1 for an unsupported type.
+static CK_TARGET int CK_NAME(unpack_row)(int type, const uint8_t *p, int64_t cols, int8_t *q, float *scales, float *mins) {
+    int64_t nb = cols / 32;
+    switch (type) {
+    case CK_Q8_0:
+        for (int64_t b = 0; b < nb; b++, p += 34) {
+            memcpy(q + 32 * b, p + 2, 32);
+            scales[2 * b] = scales[2 * b + 1] = ck_half(p);
+            mins[b] = 0;
+        }
+        return 0;
+    case CK_Q4_0:
+    case CK_Q5_0:
+        for (int64_t b = 0; b < nb; b++) {
+            if (type == CK_Q4_0) { CK_NAME(unpack_q4_0)(p, q + 32 * b); } else { CK_NAME(unpack_q5)(p + 2, p + 6, 16, q + 32 * b); }
+            scales[2 * b] = scales[2 * b + 1] = ck_half(p);
+            mins[b] = 0;
+            p += (type == CK_Q4_0) ? 18 : 22;
+        }
+        return 0;
+    case CK_Q4_1:
+    case CK_Q5_1:
+        for (int64_t b = 0; b < nb; b++) {
+            if (type == CK_Q4_1) { CK_NAME(unpack_q4_1)(p, q + 32 * b); } else { CK_NAME(unpack_q5)(p + 4, p + 8, 0, q + 32 * b); }
+            scales[2 * b] = scales[2 * b + 1] = ck_half(p);
+            mins[b] = ck_half(p + 2);
+            p += (type == CK_Q4_1) ? 20 : 24;
+        }
+        return 1;
+    case CK_Q4_K:
+    case CK_Q5_K:
+        for (int64_t s = 0; s < cols / 256; s++) {
+            float d = ck_half(p), dmin = ck_half(p + 2);
+            if (type == CK_Q4_K) CK_NAME(unpack_q4_k)(p, q + 256 * s); else CK_NAME(unpack_q5_k)(p, q + 256 * s);
+            for (int j = 0; j < 8; j++) {
+                uint8_t sc, m;
+                ck_kquant_scale_min(j, p + 4, &sc, &m);
+                scales[2 * (8 * s + j)] = scales[2 * (8 * s + j) + 1] = d * (float)sc;
+                mins[8 * s + j] = -dmin * (float)m;
+            }
+            p += (type == CK_Q4_K) ? 144 : 176;
+        }
+        return 1;
+    case CK_Q6_K:
+        for (int64_t s = 0; s < cols / 256; s++, p += 210) {
+            float d = ck_half(p + 208);
+            const int8_t *sc = (const int8_t *)(p + 192);
+            CK_NAME(unpack_q6_k)(p, q + 256 * s);
+            for (int j = 0; j < 16; j++) scales[16 * s + j] = d * (float)sc[j];
+            for (int j = 0; j < 8; j++) mins[8 * s + j] = 0;
+        }
+        return 0;
+    default:
+        return -1;
+    }
+}
+
+/// `y[v · y_stride] = row · x_v` for `count` activation vectors (each `nb` blocks), on a row
+/// prepared by `unpack_row`.
+static CK_TARGET void CK_NAME(dot_unpacked)(const int8_t *q, const float *scales, const float *mins, int has_min,
+                                            int64_t nb, const ck_q8_block *x, int64_t count, float *y, int64_t y_stride) {
+    for (int64_t v = 0; v < count; v++) {
+        const ck_q8_block *xb = x + v * nb;
+        float minimums = 0;
+#if CK_VARIANT_AVX2 || CK_VARIANT_AVX512
+        __m256 acc = _mm256_setzero_ps();
+        for (int64_t b = 0; b < nb; b++) {
+            __m256i vq = _mm256_loadu_si256((const __m256i *)(q + 32 * b));
+            __m256i vx = _mm256_loadu_si256((const __m256i *)xb[b].qs);
+            __m256i abs_q = _mm256_sign_epi8(vq, vq);
+            __m256i signed_x = _mm256_sign_epi8(vx, vq);
+#if CK_VARIANT_AVX512
+            __m256i sums = _mm256_dpbusd_epi32(_mm256_setzero_si256(), abs_q, signed_x);
+#else
+            __m256i sums = _mm256_madd_epi16(_mm256_maddubs_epi16(abs_q, signed_x), _mm256_set1_epi16(1));
+#endif
+            // Lanes 0–3 hold the sums of elements 0–15, lanes 4–7 of 16–31.
+            __m256 scale = _mm256_set_m128(_mm_set1_ps(scales[2 * b + 1] * xb[b].d), _mm_set1_ps(scales[2 * b] * xb[b].d));
+            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), scale, acc);
+            if (has_min) minimums += mins[b] * xb[b].s;
+        }
+        __m128 half = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+        half = _mm_add_ps(half, _mm_movehl_ps(half, half));
+        half = _mm_add_ss(half, _mm_movehdup_ps(half));
+        y[v * y_stride] = _mm_cvtss_f32(half) + minimums;
+#else
+        float sum = 0;
+        for (int64_t b = 0; b < nb; b++) {
+            int32_t lo = CK_NAME(dot16_i8)(q + 32 * b, xb[b].qs);
+            int32_t hi = CK_NAME(dot16_i8)(q + 32 * b + 16, xb[b].qs + 16);
+            sum += xb[b].d * (scales[2 * b] * (float)lo + scales[2 * b + 1] * (float)hi);
+            if (has_min) minimums += mins[b] * xb[b].s;
+        }
+        y[v * y_stride] = sum + minimums;
+#endif
     }
 }
 

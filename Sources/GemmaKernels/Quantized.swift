@@ -113,23 +113,28 @@ public struct WeightMatrix: @unchecked Sendable {
     }
 
     /// `y[rows] = W · x[columns]`, rows split across the pool. Quantized formats quantize `x`
-    /// to int8 blocks of 32 and use integer dot products.
+    /// to int8 blocks of 32 (scale = max|x|/127) and use integer dot products.
     public func matvec(_ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>,
                        context: KernelContext?) {
         _ = ck_matvec(context?.pool, formatID, base, Int64(rows), Int64(columns), Int64(rowStride), x, y)
     }
 
-    /// Batches at or below this size use the int8 matvec path; larger ones dequantize tiles to
-    /// f32 and call sgemm, whose cost is amortized over the batch.
+    /// Float formats (f32, f16, bf16) in batches above this size go through sgemm.
     public static let smallBatchLimit = 4
+
+    /// True for block-quantized formats, whose products quantize activations to int8 blocks.
+    public var isQuantized: Bool { ck_uses_q8_activations(formatID) != 0 }
 
     /// `y[count × rows] = x[count × columns] · Wᵀ` for a batch of row vectors.
     ///
-    /// Large batches dequantize tiles of rows into the context's scratch and run sgemm (f32
-    /// weights are used in place); small batches use the quantized matvec kernels.
+    /// Quantized formats always use the int8 kernels, each weight row decoded once per call
+    /// and applied to every vector — so a batch gives exactly the results of one matvec per
+    /// vector, and prefill agrees bit for bit with step-by-step decoding. Float formats use
+    /// sgemm for batches above `smallBatchLimit` (f16/bf16 through dequantized tiles in the
+    /// context's scratch; f32 in place).
     public func matmul(_ x: UnsafePointer<Float>, count: Int, into y: UnsafeMutablePointer<Float>,
                        context: KernelContext) {
-        if count <= Self.smallBatchLimit {
+        if isQuantized || count <= Self.smallBatchLimit {
             _ = ck_matvec_multi(context.pool, formatID, base, Int64(rows), Int64(columns),
                                 Int64(rowStride), x, Int64(count), y)
             return

@@ -1,4 +1,9 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import GemmaKernels
 import GemmaWeights
 
@@ -244,6 +249,12 @@ public final class TextModel: @unchecked Sendable {
         }
         let scale = c.queryScale
         for i in queries.indices { queries[i] *= scale }
+        if weights.halfPrecisionAttention {
+            // llama.cpp keeps K and V in f16 and converts Q to f16 for the K·Q product.
+            Self.roundToHalf(queries)
+            Self.roundToHalf(keys)
+            Self.roundToHalf(values)
+        }
 
         // The keys this batch attends to, as one contiguous run of positions
         // `keyStart ..< firstPosition + count`.
@@ -281,55 +292,46 @@ public final class TextModel: @unchecked Sendable {
 
         let mixed = UnsafeMutableBufferPointer<Float>.allocate(capacity: count * qDim)
         defer { mixed.deallocate() }
+        // Key j of the run lives at `keyRun + j·kvDim` when gathered or global; a decoding local
+        // layer reads its ring in place (slot = position mod capacity).
+        let inPlaceRing = !isGlobal && gathered == nil
         let groupSize = c.headCount / c.kvHeadCount
-        if count == 1 && gathered == nil {
-            // Decode: read the cache in place; a ring's slot for position p is p mod capacity.
-            let scores = UnsafeMutableBufferPointer<Float>.allocate(capacity: keyCount)
-            defer { scores.deallocate() }
+        let scores = UnsafeMutableBufferPointer<Float>.allocate(capacity: keyCount)
+        defer { scores.deallocate() }
+        // Every (query, key) product goes through the same dot and axpy kernels whether the
+        // batch holds one position or many, so prefill and step-by-step decoding agree exactly.
+        for t in 0..<count {
+            let queryPosition = firstPosition + t
             for h in 0..<c.headCount {
                 let kvOffset = (h / groupSize) * headDim
-                let query = queries.baseAddress! + h * headDim
+                let query = queries.baseAddress! + t * qDim + h * headDim
                 for j in 0..<keyCount {
-                    let slot = cache.slot(layer: index, position: keyStart + j)
-                    scores[j] = VectorOps.dot(query, cacheKeys + slot * kvDim + kvOffset, count: headDim)
+                    let keyPosition = keyStart + j
+                    // Causal, or a member of the query's bidirectional group (only keys of this
+                    // batch can be ahead of the query, since a group never spans batches).
+                    var allowed = keyPosition <= queryPosition
+                    if !allowed {
+                        let group = groupIDs[t]
+                        allowed = group >= 0 && group == groupIDs[keyPosition - firstPosition]
+                    }
+                    // transformers' window is one-sided (key > query − window): group members
+                    // ahead of the query stay visible.
+                    if !isGlobal && keyPosition <= queryPosition - window { allowed = false }
+                    guard allowed else {
+                        scores[j] = -.infinity
+                        continue
+                    }
+                    let row = inPlaceRing ? cache.slot(layer: index, position: keyPosition) : j
+                    scores[j] = VectorOps.dot(query, keyRun + row * kvDim + kvOffset, count: headDim)
                 }
                 Dense.softmax(scores)
-                let out = mixed.baseAddress! + h * headDim
+                if weights.halfPrecisionAttention { Self.roundToHalf(scores) }
+                let out = mixed.baseAddress! + t * qDim + h * headDim
                 out.initialize(repeating: 0, count: headDim)
-                for j in 0..<keyCount {
-                    let slot = cache.slot(layer: index, position: keyStart + j)
-                    VectorOps.axpy(scores[j], cacheValues + slot * kvDim + kvOffset, out, count: headDim)
+                for j in 0..<keyCount where scores[j] != 0 {
+                    let row = inPlaceRing ? cache.slot(layer: index, position: keyStart + j) : j
+                    VectorOps.axpy(scores[j], valueRun + row * kvDim + kvOffset, out, count: headDim)
                 }
-            }
-        } else {
-            // Batch: scores = Q·Kᵀ and out = P·V per head with sgemm, masked in between.
-            let scores = UnsafeMutableBufferPointer<Float>.allocate(capacity: count * keyCount)
-            defer { scores.deallocate() }
-            for h in 0..<c.headCount {
-                let kvOffset = (h / groupSize) * headDim
-                Dense.sgemm(transposeB: true, m: count, n: keyCount, k: headDim,
-                            a: queries.baseAddress! + h * headDim, lda: qDim,
-                            b: keyRun + kvOffset, ldb: kvDim, c: scores.baseAddress!)
-                for t in 0..<count {
-                    let queryPosition = firstPosition + t
-                    let row = scores.baseAddress! + t * keyCount
-                    for j in 0..<keyCount {
-                        let keyPosition = keyStart + j
-                        var allowed = keyPosition <= queryPosition
-                        if !allowed, keyPosition >= firstPosition {
-                            let group = groupIDs[t]
-                            allowed = group >= 0 && group == groupIDs[keyPosition - firstPosition]
-                        }
-                        // transformers' window is one-sided (key > query − window): group
-                        // members ahead of the query stay visible.
-                        if !isGlobal && keyPosition <= queryPosition - window { allowed = false }
-                        if !allowed { row[j] = -.infinity }
-                    }
-                    Dense.softmax(UnsafeMutableBufferPointer(start: row, count: keyCount))
-                }
-                Dense.sgemm(m: count, n: headDim, k: keyCount,
-                            a: scores.baseAddress!, b: valueRun + kvOffset, ldb: kvDim,
-                            c: mixed.baseAddress! + h * headDim, ldc: qDim)
             }
         }
 
@@ -360,6 +362,11 @@ public final class TextModel: @unchecked Sendable {
         } else {
             matrix.matmul(x, count: count, into: y, context: kernels)
         }
+    }
+
+    /// Rounds every value to the nearest f16 (keeps f32 storage).
+    static func roundToHalf(_ values: UnsafeMutableBufferPointer<Float>) {
+        for i in values.indices { values[i] = HalfFloat.f16ToFloat(HalfFloat.floatToF16(values[i])) }
     }
 
     /// RMSNorm of every row (row length = weight length); weights already hold `1 + w`.

@@ -31,6 +31,9 @@ struct TextWeights: @unchecked Sendable {
     let embeddingScale: Float
     let layers: [LayerWeights]
     let finalNorm: [Float]
+    /// Round Q, K, V and attention probabilities to f16, as llama.cpp (the reference for GGUF)
+    /// does with its f16 KV cache; transformers (the reference for safetensors) keeps f32.
+    let halfPrecisionAttention: Bool
     /// Keeps the mappings alive.
     let storage: [AnyObject]
 }
@@ -110,6 +113,7 @@ extension TextWeights {
             embeddingScale: Float(Double(c.hiddenSize).squareRoot()),
             layers: layers,
             finalNorm: try vector("output_norm.weight", count: c.hiddenSize),
+            halfPrecisionAttention: true,
             storage: [file])
     }
 
@@ -175,6 +179,7 @@ extension TextWeights {
             embeddingScale: roundedScale(Float(Double(c.hiddenSize).squareRoot()), to: embedding.format),
             layers: layers,
             finalNorm: try vector("norm.weight", count: c.hiddenSize),
+            halfPrecisionAttention: false,
             storage: [checkpoint])
     }
 

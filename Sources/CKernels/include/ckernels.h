@@ -54,8 +54,14 @@ float ck_bf16_to_f32(uint16_t h);
 /// partial block, 1 on success.
 int ck_dequantize_row(int type, const void *src, float *dst, int64_t n);
 
-/// Quantizes `n` floats (`n % 32 == 0`) into `n / 32` activation blocks.
-void ck_quantize_q8(const float *x, ck_q8_block *dst, int64_t n);
+/// Activation quantization schemes, as ggml pairs them with weight formats.
+enum { CK_ACT_Q8_0 = 0, CK_ACT_Q8_K = 1 };
+/// The scheme used with weights of `type`: Q8_K for the K-quants, Q8_0 otherwise.
+int ck_activation_mode(int type);
+
+/// Quantizes `n` floats into `n / 32` activation blocks with scheme `mode` (`n` a multiple of
+/// 32, or of 256 for `CK_ACT_Q8_K`).
+void ck_quantize_q8(const float *x, ck_q8_block *dst, int64_t n, int mode);
 
 /// Dot product of one stored row of `n` elements with an activation vector. `x` (f32) is read
 /// for float formats, `xq` (from `ck_quantize_q8`) for quantized formats; the other may be NULL.
