@@ -14,7 +14,7 @@ The references come from independent implementations, never from our Swift code:
 Usage (needs sentencepiece, gguf, protobuf; transformers + jinja2 for the HF parts):
     /work/venv/bin/python tools/make_tokenizer_fixtures.py [--model PATH.gguf]
         [--out Tests/GemmaTokenizerTests/Fixtures/tokenizer-fixtures.json]
-        [--write-model tokenizer.model [--model-only]] [--bench]
+        [--write-model tokenizer.model [--model-only]] [--bench [--bench-text-out PATH]]
 """
 import argparse
 import json
@@ -280,6 +280,7 @@ def main():
     parser.add_argument("--write-model", help="also save the rebuilt tokenizer.model here")
     parser.add_argument("--model-only", action="store_true", help="only write --write-model, no fixture")
     parser.add_argument("--bench", action="store_true", help="print Python sentencepiece encode throughput")
+    parser.add_argument("--bench-text-out", help="with --bench: also save the benchmark text (UTF-8) here")
     args = parser.parse_args()
 
     model_path = args.model or default_model_path()
@@ -293,6 +294,9 @@ def main():
 
     if args.bench:
         bench_text = benchmark_text()
+        if args.bench_text_out:
+            with open(args.bench_text_out, "w", encoding="utf-8", newline="") as handle:
+                handle.write(bench_text)
         sp.encode(bench_text)
         start, runs = time.perf_counter(), 0
         while time.perf_counter() - start < 2.0:

@@ -24,8 +24,6 @@ struct SpecialTokenMatcher: Sendable {
         isFirstByte = firstBytes
     }
 
-    var isEmpty: Bool { entries.isEmpty }
-
     /// The longest token starting at `position`, if any.
     func longestMatch(in text: UnsafeRawBufferPointer, at position: Int) -> (id: Int32, length: Int)? {
         guard isFirstByte[Int(text[position])] else { return nil }

@@ -127,6 +127,35 @@ final class TokenizerTests: XCTestCase {
         }
     }
 
+    /// A Hugging Face folder's tokenizer_config.json may number tokens beyond the vocabulary.
+    func testHuggingFaceFolderAddedTokens() throws {
+        let fromGGUF = try SharedTokenizer.require()
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("tok-hf-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        try fromGGUF.writeModel(to: directory.appendingPathComponent("tokenizer.model").path)
+        let configURL = directory.appendingPathComponent("tokenizer_config.json")
+        let config = """
+            {"added_tokens_decoder": {"106": {"content": "<end_of_turn>", "special": true},
+             "262144": {"content": "<image_soft_token>", "special": true},
+             "262145": {"content": "<extra_token>", "special": true}}}
+            """
+        try Data(config.utf8).write(to: configURL)
+        let tokenizer = try Tokenizer(huggingFaceDirectory: directory.path)
+        XCTAssertEqual(tokenizer.specialTokens.imageSoftToken, 262_144)
+        XCTAssertEqual(tokenizer.addedTokens, [262_144: "<image_soft_token>", 262_145: "<extra_token>"])
+        XCTAssertEqual(try tokenizer.encode("a<extra_token>b", addBOS: false, parseSpecial: true),
+                       try fromGGUF.encode("a", addBOS: false, parseSpecial: false) + [262_145]
+                        + fromGGUF.encode("b", addBOS: false, parseSpecial: false))
+        XCTAssertEqual(try tokenizer.decode([262_145], skipSpecial: false), "<extra_token>")
+        XCTAssertEqual(try tokenizer.decode([262_145], skipSpecial: true), "")
+
+        try Data("{not json".utf8).write(to: configURL)
+        XCTAssertThrowsError(try Tokenizer(huggingFaceDirectory: directory.path)) { error in
+            XCTAssertTrue(String(describing: error).contains("tokenizer_config.json"), "\(error)")
+        }
+    }
+
     /// The tokenizer.model rebuilt from the GGUF by the Python script (protobuf library,
     /// not our writer) must be byte-identical to ours, and load to the same tokenizer.
     func testSerializedModelEqualsPythonReference() throws {
