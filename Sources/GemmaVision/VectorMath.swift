@@ -1,98 +1,117 @@
-/// Element-wise kernels the attention and MLP need in bulk. Written with 8-wide SIMD using
-/// plain multiplies and adds (no `addProduct`, which becomes an `fmaf` call without a CPU
-/// target), so they vectorize in a portable build.
-enum VectorMath {
-    typealias V = SIMD8<Float>
+import Foundation
 
-    /// e^x, Cephes-style: x = n·ln2 + r with |r| ≤ ln2/2, e^r by a degree-6 polynomial, 2^n from
-    /// the exponent bits. Relative error about 2e-7 over [-87, 88]; inputs are clamped there
-    /// (so e^-inf gives ~1e-38, not 0; callers needing exact zeros must handle them).
+/// Element-wise kernels the attention and MLP need in bulk.
+///
+/// Written as plain loops over pointers with only arithmetic, comparisons and bit casts in the
+/// body, so LLVM vectorizes them in a portable build: the generic `SIMD` helpers (`rounded`,
+/// `clamped`, `pointwiseMax`, rounding conversions) compile to per-lane loops and were ~40×
+/// slower here. Reductions use eight independent accumulators, since a single floating-point
+/// accumulator cannot be reordered into vector lanes.
+enum VectorMath {
+    /// Splits `count` items into one contiguous chunk per core and runs them concurrently
+    /// (these kernels run between OpenBLAS calls, so the cores are otherwise idle).
+    static func parallelChunks(_ count: Int, minimumChunk: Int, _ body: @Sendable (Range<Int>) -> Void) {
+        let workers = Swift.min(ProcessInfo.processInfo.activeProcessorCount, Swift.max(1, count / Swift.max(minimumChunk, 1)))
+        if workers <= 1 {
+            body(0..<count)
+            return
+        }
+        let chunk = (count + workers - 1) / workers
+        DispatchQueue.concurrentPerform(iterations: workers) { worker in
+            let start = worker * chunk
+            let end = Swift.min(count, start + chunk)
+            if start < end { body(start..<end) }
+        }
+    }
+
+    /// e^x for x in [-87, 88] (clamped there), Cephes-style: x = n·ln2 + r, |r| ≤ ln2/2,
+    /// e^r by a degree-6 polynomial, 2^n built in the exponent bits. n is rounded with the
+    /// 1.5·2^23 trick, so no float→int conversion (which traps on overflow) is needed.
+    /// Relative error about 2e-7.
     @inline(__always)
-    static func exp(_ input: V) -> V {
-        let x = input.clamped(lowerBound: V(repeating: -87.0), upperBound: V(repeating: 88.0))
-        let n = (x * 1.442_695_04).rounded(.toNearestOrEven)
+    static func exp(_ input: Float) -> Float {
+        let x = input < -87 ? -87 : (input > 88 ? 88 : input)
+        let shifted = x * 1.442_695_04 + 12_582_912.0
+        let n = shifted - 12_582_912.0
         let r = x - n * 0.693_359_375 - n * -2.121_944_4e-4
-        let r2 = r * r
-        var p = V(repeating: 1.987_569_15e-4) * r + 1.398_199_95e-3
+        var p: Float = 1.987_569_15e-4
+        p = p * r + 1.398_199_95e-3
         p = p * r + 8.333_451_9e-3
         p = p * r + 4.166_579_6e-2
         p = p * r + 1.666_666_55e-1
         p = p * r + 5.000_000_1e-1
-        let poly = p * r2 + r + 1
-        let exponent = (SIMD8<Int32>(n, rounding: .towardZero) &+ 127) &<< 23
-        return poly * unsafeBitCast(exponent, to: V.self)
+        let poly = p * (r * r) + r + 1
+        // shifted's low mantissa bits hold n (+ 0x400000): recover 2^n's exponent field.
+        let exponentBits = (shifted.bitPattern &- 0x4B40_0000 &+ 127) &<< 23
+        return poly * Float(bitPattern: exponentBits)
     }
 
     /// Softmax of each row (`rows × length`, rows `stride` apart), in place.
     static func softmaxRows(_ data: UnsafeMutablePointer<Float>, rows: Int, length: Int, stride: Int) {
-        let vectorEnd = length - length % 8
-        for row in 0..<rows {
+        let address = Int(bitPattern: data)
+        parallelChunks(rows, minimumChunk: Swift.max(1, 65_536 / Swift.max(length, 1))) { chunk in
+            softmaxRows(UnsafeMutablePointer(bitPattern: address)!, rows: chunk, length: length, stride: stride)
+        }
+    }
+
+    private static func softmaxRows(_ data: UnsafeMutablePointer<Float>, rows: Range<Int>, length: Int, stride: Int) {
+        for row in rows {
             let x = data + row * stride
-            var maxVector = V(repeating: -.infinity)
-            var i = 0
-            while i < vectorEnd {
-                maxVector = pointwiseMax(maxVector, load(x + i))
-                i += 8
-            }
-            var maximum = maxVector.max()
-            while i < length { maximum = Swift.max(maximum, x[i]); i += 1 }
-            var sumVector = V(repeating: 0)
-            i = 0
-            while i < vectorEnd {
-                let e = exp(load(x + i) - maximum)
-                store(e, x + i)
-                sumVector += e
-                i += 8
-            }
-            var sum = sumVector.sum()
-            while i < length {
-                let e = exp(V(repeating: x[i] - maximum))[0]
-                x[i] = e
-                sum += e
-                i += 1
-            }
-            let inverse = 1 / sum
-            i = 0
-            while i < vectorEnd { store(load(x + i) * inverse, x + i); i += 8 }
-            while i < length { x[i] *= inverse; i += 1 }
+            let maximum = max(x, count: length)
+            for i in 0..<length { x[i] = exp(x[i] - maximum) }
+            let inverse = 1 / sum(x, count: length)
+            for i in 0..<length { x[i] *= inverse }
         }
     }
 
     /// GELU, tanh approximation (PyTorch's `gelu_pytorch_tanh`), in place:
     /// 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))), with tanh(u) = 1 − 2 / (e^{2u} + 1).
     static func geluTanh(_ data: UnsafeMutablePointer<Float>, count: Int) {
-        let vectorEnd = count - count % 8
+        let address = Int(bitPattern: data)
+        parallelChunks(count, minimumChunk: 65_536) { chunk in
+            geluTanh(UnsafeMutablePointer(bitPattern: address)!, range: chunk)
+        }
+    }
+
+    private static func geluTanh(_ data: UnsafeMutablePointer<Float>, range: Range<Int>) {
+        for i in range {
+            let x = data[i]
+            let u = (x + x * x * x * 0.044_715) * 0.797_884_560_802_865_4
+            let tanh = 1 - 2 / (exp(2 * u) + 1)
+            data[i] = x * 0.5 * (1 + tanh)
+        }
+    }
+
+    static func max(_ x: UnsafePointer<Float>, count: Int) -> Float {
+        var m0 = -Float.infinity, m1 = m0, m2 = m0, m3 = m0, m4 = m0, m5 = m0, m6 = m0, m7 = m0
         var i = 0
-        while i < vectorEnd {
-            store(gelu(load(data + i)), data + i)
+        while i + 8 <= count {
+            m0 = x[i] > m0 ? x[i] : m0
+            m1 = x[i + 1] > m1 ? x[i + 1] : m1
+            m2 = x[i + 2] > m2 ? x[i + 2] : m2
+            m3 = x[i + 3] > m3 ? x[i + 3] : m3
+            m4 = x[i + 4] > m4 ? x[i + 4] : m4
+            m5 = x[i + 5] > m5 ? x[i + 5] : m5
+            m6 = x[i + 6] > m6 ? x[i + 6] : m6
+            m7 = x[i + 7] > m7 ? x[i + 7] : m7
             i += 8
         }
-        while i < count {
-            data[i] = gelu(V(repeating: data[i]))[0]
-            i += 1
+        var m = Swift.max(Swift.max(Swift.max(m0, m1), Swift.max(m2, m3)), Swift.max(Swift.max(m4, m5), Swift.max(m6, m7)))
+        while i < count { m = x[i] > m ? x[i] : m; i += 1 }
+        return m
+    }
+
+    static func sum(_ x: UnsafePointer<Float>, count: Int) -> Float {
+        var s0: Float = 0, s1: Float = 0, s2: Float = 0, s3: Float = 0
+        var s4: Float = 0, s5: Float = 0, s6: Float = 0, s7: Float = 0
+        var i = 0
+        while i + 8 <= count {
+            s0 += x[i]; s1 += x[i + 1]; s2 += x[i + 2]; s3 += x[i + 3]
+            s4 += x[i + 4]; s5 += x[i + 5]; s6 += x[i + 6]; s7 += x[i + 7]
+            i += 8
         }
-    }
-
-    @inline(__always)
-    private static func gelu(_ x: V) -> V {
-        let u = (x + x * x * x * 0.044_715) * 0.797_884_560_802_865_4
-        let twice = (u * 2).clamped(lowerBound: V(repeating: -80), upperBound: V(repeating: 80))
-        let tanh = 1 - 2 / (exp(twice) + 1)
-        return x * 0.5 * (1 + tanh)
-    }
-
-    @inline(__always)
-    static func load(_ p: UnsafePointer<Float>) -> V {
-        UnsafeRawPointer(p).loadUnaligned(as: V.self)
-    }
-
-    @inline(__always)
-    static func load(_ p: UnsafeMutablePointer<Float>) -> V {
-        UnsafeRawPointer(p).loadUnaligned(as: V.self)
-    }
-
-    @inline(__always)
-    static func store(_ v: V, _ p: UnsafeMutablePointer<Float>) {
-        UnsafeMutableRawPointer(p).storeBytes(of: v, as: V.self)
+        var s = ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
+        while i < count { s += x[i]; i += 1 }
+        return s
     }
 }
