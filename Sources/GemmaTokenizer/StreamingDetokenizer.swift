@@ -37,7 +37,11 @@ public struct StreamingDetokenizer {
     }
 
     /// Feeds several ids and returns their combined delta.
+    /// - Throws: `TokenizerError.idOutOfRange` before consuming any id if one is invalid.
     public mutating func append(contentsOf ids: [Int32]) throws -> String {
+        if let invalid = ids.first(where: { !tokenizer.isValid($0) }) {
+            throw TokenizerError.idOutOfRange(id: invalid, vocabularySize: tokenizer.vocabularySize)
+        }
         var text = ""
         for id in ids { text += try append(id) }
         return text

@@ -64,7 +64,8 @@ public final class Tokenizer: Sendable {
     // MARK: Loading
 
     /// Loads a serialized SentencePiece `ModelProto`.
-    /// - Parameter addedTokens: tokens beyond the model's pieces, by id. If it has no
+    /// - Parameter addedTokens: tokens beyond the model's pieces, by id (entries with ids
+    ///   inside the vocabulary are ignored). If it has no
     ///   `<image_soft_token>` and the model has no such piece, one is added with id
     ///   `vocabularySize`, as Gemma 3 numbers it.
     public init(serializedModelProto: [UInt8], addedTokens: [Int32: String] = [:]) throws {
@@ -117,17 +118,18 @@ public final class Tokenizer: Sendable {
             }
             return id
         }
-        var added = addedTokens
-        for (id, text) in added where id < Int32(size) || id < 0 {
-            throw TokenizerError.invalidModel("added token \(text) has id \(id) inside the vocabulary")
-        }
+        // Entries inside the vocabulary restate pieces (Hugging Face configs list every
+        // special piece); the model's own pieces govern those.
+        var added = addedTokens.filter { $0.key >= Int32(size) }
         let imageSoftToken: Int32
         if let id = processor.id(ofPiece: "<image_soft_token>") {
             imageSoftToken = id
         } else if let id = added.first(where: { $0.value == "<image_soft_token>" })?.key {
             imageSoftToken = id
         } else {
-            imageSoftToken = Int32(size)
+            // Gemma 3 numbers it right after the vocabulary; if a checkpoint's own added
+            // tokens took that id, it goes after them instead of replacing one.
+            imageSoftToken = added[Int32(size)] == nil ? Int32(size) : (added.keys.max() ?? Int32(size)) + 1
             added[imageSoftToken] = "<image_soft_token>"
         }
         self.addedTokens = added
@@ -179,15 +181,20 @@ public final class Tokenizer: Sendable {
         }
         let configPath = (directory as NSString).appendingPathComponent("tokenizer_config.json")
         let added = try Self.addedTokens(fromConfig: configPath)
-        // Entries inside the vocabulary restate pieces; only those beyond it are new.
-        let vocabularyCount = try SentencePieceProcessor(serializedModel: modelBytes).vocabularySize
-        try self.init(serializedModelProto: modelBytes,
-                      addedTokens: added.filter { $0.key >= Int32(vocabularyCount) })
+        do {
+            try self.init(serializedModelProto: modelBytes, addedTokens: added)
+        } catch TokenizerError.invalidModel(let message) {
+            throw TokenizerError.invalidModel("\(modelPath): \(message)")
+        }
     }
 
     /// Builds the tokenizer from the vocabulary in a GGUF file (`tokenizer.ggml.*`).
     public convenience init(gguf: GGUFFile) throws {
-        try self.init(serializedModelProto: SentencePieceModelBuilder.serialize(gguf: gguf))
+        do {
+            try self.init(serializedModelProto: SentencePieceModelBuilder.serialize(gguf: gguf))
+        } catch TokenizerError.invalidModel(let message) where !message.hasPrefix(gguf.file.path) {
+            throw TokenizerError.invalidModel("\(gguf.file.path): \(message)")
+        }
     }
 
     /// Loads whatever `path` names: a folder (Hugging Face layout), a GGUF file (by its
