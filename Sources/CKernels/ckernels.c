@@ -400,10 +400,163 @@ static void ck_matvec_task(void *context, int64_t index) {
     }
 }
 
+
+// MARK: AVX-512 tiled int8 products
+
+#if CK_X86
+#define CK_AVX512_TARGET __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")))
+
+/// Activations repacked for the tiled kernel: values as unsigned bytes (x + 128), each block's
+/// scale repeated over the 8 lanes its sums occupy, and block sums.
+typedef struct {
+    int64_t padded_blocks;
+    uint8_t *ux;      // count × padded_blocks × 32
+    float *lane_d;    // count × padded_blocks × 8
+    float *block_s;   // count × padded_blocks
+} ck_x_tiles;
+
+/// A weight row prepared for the tiled kernel: int8 values, per-lane correction
+/// −128·Σ(4 values) (undoes the +128 on activations), per-lane scales (low half ×4, high half
+/// ×4 per block), and minimum coefficients.
+typedef struct {
+    int8_t *q;        // padded_blocks × 32
+    int32_t *corr;    // padded_blocks × 8
+    float *lane_scale;// padded_blocks × 8
+    float *mins;      // padded_blocks
+    int has_min;
+} ck_w_tile;
+
+/// `y[v][r] = row_r · x_v` for up to 4 rows × 4 vectors. Each (row, vector) pair goes through
+/// exactly the operations of the per-row AVX2/AVX-512 kernels (`dot_unpacked`): per block,
+/// exact int32 lane sums, converted, scaled by (row scale × activation scale) and fused-added
+/// into eight float lanes; the same final reduction; minimum terms added block by block. So
+/// results do not depend on the tile shape, the batch size, or AVX2 versus AVX-512.
+static CK_AVX512_TARGET void ck_tile_avx512(const ck_w_tile *w, int rows, const ck_x_tiles *x, int64_t v0, int vectors,
+                                            float *y, int64_t y_stride) {
+    __m256 acc[4][4];
+    for (int r = 0; r < 4; r++)
+        for (int v = 0; v < 4; v++) acc[r][v] = _mm256_setzero_ps();
+    int64_t nb = x->padded_blocks;
+    for (int64_t b = 0; b < nb; b++) {
+        __m256i q[4], corr[4];
+        __m256 scale[4];
+        for (int r = 0; r < rows; r++) {
+            q[r] = _mm256_loadu_si256((const __m256i *)(w[r].q + 32 * b));
+            corr[r] = _mm256_loadu_si256((const __m256i *)(w[r].corr + 8 * b));
+            scale[r] = _mm256_loadu_ps(w[r].lane_scale + 8 * b);
+        }
+        for (int v = 0; v < vectors; v++) {
+            __m256i ux = _mm256_loadu_si256((const __m256i *)(x->ux + ((v0 + v) * nb + b) * 32));
+            __m256 d = _mm256_loadu_ps(x->lane_d + ((v0 + v) * nb + b) * 8);
+            for (int r = 0; r < rows; r++) {
+                // corr + Σ (x+128)·q = Σ x·q, exactly.
+                __m256i sums = _mm256_dpbusd_epi32(corr[r], ux, q[r]);
+                acc[r][v] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), _mm256_mul_ps(scale[r], d), acc[r][v]);
+            }
+        }
+    }
+    for (int r = 0; r < rows; r++) {
+        for (int v = 0; v < vectors; v++) {
+            float minimums = 0;
+            if (w[r].has_min) {
+                const float *s = x->block_s + (v0 + v) * nb;
+                for (int64_t b = 0; b < nb; b++) minimums = fmaf(w[r].mins[b], s[b], minimums);
+            }
+            __m128 half = _mm_add_ps(_mm256_castps256_ps128(acc[r][v]), _mm256_extractf128_ps(acc[r][v], 1));
+            half = _mm_add_ps(half, _mm_movehl_ps(half, half));
+            half = _mm_add_ss(half, _mm_movehdup_ps(half));
+            y[(v0 + v) * y_stride + r] = _mm_cvtss_f32(half) + minimums;
+        }
+    }
+}
+
+/// Prepares row `row` of the job's weights into `tile` (buffers sized for padded blocks).
+static CK_AVX512_TARGET void ck_prepare_row_avx512(int type, const uint8_t *src, int64_t cols, int64_t pb, ck_w_tile *tile,
+                                                   float *scratch_scales) {
+    int64_t nb = cols / 32;
+    tile->has_min = unpack_row_avx512(type, src, cols, tile->q, scratch_scales, tile->mins);
+    const __m256i offset = _mm256_set1_epi8((char)0x80);
+    for (int64_t b = 0; b < pb; b++) {
+        __m256i qv = _mm256_loadu_si256((const __m256i *)(tile->q + 32 * b));
+        __m256i plus = _mm256_dpbusd_epi32(_mm256_setzero_si256(), offset, qv);  // 128·Σ4 q
+        _mm256_storeu_si256((__m256i *)(tile->corr + 8 * b), _mm256_sub_epi32(_mm256_setzero_si256(), plus));
+        float lo = scratch_scales[2 * b], hi = scratch_scales[2 * b + 1];
+        _mm256_storeu_ps(tile->lane_scale + 8 * b, _mm256_set_m128(_mm_set1_ps(hi), _mm_set1_ps(lo)));
+    }
+}
+
+typedef struct {
+    int type;
+    const uint8_t *weights;
+    int64_t rows, cols, row_stride, rows_per_task, count;
+    const ck_x_tiles *x;
+    float *y;
+} ck_tiled_job;
+
+static CK_AVX512_TARGET void ck_tiled_task(void *context, int64_t index) {
+    ck_tiled_job *job = (ck_tiled_job *)context;
+    int64_t first = index * job->rows_per_task;
+    int64_t end = first + job->rows_per_task;
+    if (end > job->rows) end = job->rows;
+    int64_t pb = job->x->padded_blocks;
+    ck_w_tile tiles[4];
+    uint8_t *memory = malloc((size_t)(4 * pb * (32 + 8 * 4 + 8 * 4 + 4)) + (size_t)pb * 8 + 256);
+    float *scratch_scales = (float *)memory;
+    uint8_t *cursor = memory + pb * 8 + 64;
+    for (int r = 0; r < 4; r++) {
+        tiles[r].q = (int8_t *)cursor; cursor += pb * 32;
+        tiles[r].corr = (int32_t *)cursor; cursor += pb * 32;
+        tiles[r].lane_scale = (float *)cursor; cursor += pb * 32;
+        tiles[r].mins = (float *)cursor; cursor += pb * 4;
+    }
+    for (int64_t r0 = first; r0 < end; r0 += 4) {
+        int rows = (int)(end - r0 < 4 ? end - r0 : 4);
+        for (int r = 0; r < rows; r++)
+            ck_prepare_row_avx512(job->type, job->weights + (r0 + r) * job->row_stride, job->cols, pb, &tiles[r], scratch_scales);
+        for (int64_t v0 = 0; v0 < job->count; v0 += 4) {
+            int vectors = (int)(job->count - v0 < 4 ? job->count - v0 : 4);
+            ck_tile_avx512(tiles, rows, job->x, v0, vectors, job->y + r0, job->rows);
+        }
+    }
+    free(memory);
+}
+
+/// The AVX-512 path of `ck_matvec_multi` for quantized formats.
+static CK_AVX512_TARGET int ck_matvec_tiled_avx512(ck_pool *pool, int type, const void *weights, int64_t rows, int64_t cols,
+                                                   int64_t row_stride, const float *x, int64_t count, float *y) {
+    int64_t nb = cols / 32, pb = nb;
+    ck_q8_block *blocks = malloc((size_t)nb * sizeof(ck_q8_block));
+    ck_x_tiles tiles = {pb, calloc((size_t)(count * pb * 32), 1), calloc((size_t)(count * pb * 8), sizeof(float)),
+                        calloc((size_t)(count * pb), sizeof(float))};
+    if (!blocks || !tiles.ux || !tiles.lane_d || !tiles.block_s) {
+        free(blocks); free(tiles.ux); free(tiles.lane_d); free(tiles.block_s);
+        return 0;
+    }
+    for (int64_t v = 0; v < count; v++) {
+        quantize_q8_avx512(x + v * cols, blocks, cols, ck_activation_mode(type));
+        for (int64_t b = 0; b < nb; b++) {
+            uint8_t *ux = tiles.ux + (v * pb + b) * 32;
+            for (int j = 0; j < 32; j++) ux[j] = (uint8_t)(blocks[b].qs[j] ^ 0x80);  // x + 128
+            for (int j = 0; j < 8; j++) tiles.lane_d[(v * pb + b) * 8 + j] = blocks[b].d;
+            tiles.block_s[v * pb + b] = blocks[b].s;
+        }
+    }
+    free(blocks);
+    ck_tiled_job job = {type, weights, rows, cols, row_stride, ck_rows_per_task(pool, rows), count, &tiles, y};
+    ck_pool_run(pool, ck_tiled_task, &job, (rows + job.rows_per_task - 1) / job.rows_per_task);
+    free(tiles.ux); free(tiles.lane_d); free(tiles.block_s);
+    return 1;
+}
+#endif
+
 int ck_matvec_multi(ck_pool *pool, int type, const void *weights, int64_t rows, int64_t cols,
                     int64_t row_stride, const float *x, int64_t count, float *y) {
     if (ck_row_bytes(type, cols) == 0 || rows < 0 || count < 0) return 0;
     const ck_variant *variant = ck_current();
+#if CK_X86
+    if (ck_uses_q8_activations(type) && atomic_load_explicit(&ck_active, memory_order_relaxed) == CK_ISA_AVX512)
+        return ck_matvec_tiled_avx512(pool, type, weights, rows, cols, row_stride, x, count, y);
+#endif
     ck_q8_block *xq = NULL;
     if (ck_uses_q8_activations(type)) {
         xq = malloc((size_t)(count * (cols / 32)) * sizeof(ck_q8_block));

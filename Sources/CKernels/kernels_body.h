@@ -475,10 +475,12 @@ static CK_TARGET void CK_NAME(dot_unpacked)(const int8_t *q, const float *scales
             __m256i sums = _mm256_madd_epi16(_mm256_maddubs_epi16(abs_q, signed_x), _mm256_set1_epi16(1));
 #endif
             // Lanes 0–3 hold the sums of elements 0–15, lanes 4–7 of 16–31.
-            __m256 scale = _mm256_set_m128(_mm_set1_ps(scales[2 * b + 1] * xb[b].d), _mm_set1_ps(scales[2 * b] * xb[b].d));
+            __m256 scale = _mm256_mul_ps(_mm256_set_m128(_mm_set1_ps(scales[2 * b + 1]), _mm_set1_ps(scales[2 * b])),
+                                         _mm256_set1_ps(xb[b].d));
             acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), scale, acc);
-            if (has_min) minimums += mins[b] * xb[b].s;
         }
+        if (has_min)
+            for (int64_t b = 0; b < nb; b++) minimums = fmaf(mins[b], xb[b].s, minimums);
         __m128 half = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
         half = _mm_add_ps(half, _mm_movehl_ps(half, half));
         half = _mm_add_ss(half, _mm_movehdup_ps(half));

@@ -163,6 +163,27 @@ final class QuantizedTests: XCTestCase {
         }
     }
 
+    /// Quantized products give bit-identical results on AVX2 and AVX-512 (exact integer lane
+    /// sums, the same float operations), so an AVX2-only machine reproduces this one.
+    func testQuantizedResultsAreIdenticalOnAVX2AndAVX512() throws {
+        guard KernelISA.best == .avx512 else { throw XCTSkip("needs AVX-512 to compare") }
+        let context = KernelContext(threads: 2)
+        for golden in try loadGoldens() where ck_uses_q8_activations(Int32(golden.format.rawValue)) != 0 {
+            try golden.blocks.withUnsafeBytes { bytes in
+                let matrix = try WeightMatrix(format: golden.format, bytes: bytes, rows: golden.rows, columns: golden.columns)
+                let x = randomFloats(5 * golden.columns, seed: 21)
+                var results: [[Float]] = []
+                for isa in [KernelISA.avx2, .avx512] {
+                    XCTAssertTrue(KernelISA.select(isa))
+                    var y = [Float](repeating: .nan, count: 5 * golden.rows)
+                    y.withUnsafeMutableBufferPointer { matrix.matmul(x, count: 5, into: $0.baseAddress!, context: context) }
+                    results.append(y)
+                }
+                XCTAssertEqual(results[0], results[1], "\(golden.format)")
+            }
+        }
+    }
+
     func testF32MatvecAndSgemmPathMatchNaiveProduct() throws {
         let (rows, columns) = (37, 70)
         let weights = randomFloats(rows * columns, seed: 3)
