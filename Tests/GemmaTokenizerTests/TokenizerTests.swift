@@ -99,6 +99,34 @@ final class TokenizerTests: XCTestCase {
         }
     }
 
+    /// Random text from many scripts, emoji pieces, whitespace and special-token fragments:
+    /// every encoding must decode back to the text and stream to the same text.
+    func testRandomTextRoundTrips() throws {
+        let tokenizer = try SharedTokenizer.require()
+        let alphabet: [Unicode.Scalar] = Array("aZ09 \t\n\r<>_/éßЖλ中日ひカ한אعह๑ก\u{200D}\u{FE0F}\u{301}\u{E000}\u{A0}\u{3000}".unicodeScalars)
+            + ["\u{1F600}", "\u{1F469}", "\u{1F3FD}", "\u{10FFFD}", "\u{1D400}", "\u{0}", "\u{7F}", "\u{FFFD}"]
+        let fragments = ["<start_of_turn>", "<end_of_turn>", "<eos>", "<image_soft_token>", "<start_of_image>", "\n\n", "    "]
+        var generator = SeededGenerator(seed: 0x7E57)
+        for _ in 0..<300 {
+            var text = ""
+            for _ in 0..<Int.random(in: 0...40, using: &generator) {
+                if Int.random(in: 0..<10, using: &generator) == 0 {
+                    text += fragments.randomElement(using: &generator)!
+                } else {
+                    text.unicodeScalars.append(alphabet.randomElement(using: &generator)!)
+                }
+            }
+            for parseSpecial in [false, true] {
+                let ids = try tokenizer.encode(text, addBOS: false, parseSpecial: parseSpecial)
+                XCTAssertEqual(try tokenizer.decode(ids, skipSpecial: false), text, text.debugDescription)
+                XCTAssertEqual(try tokenizer.encode(utf8: Array(text.utf8), addBOS: false, parseSpecial: parseSpecial), ids)
+                var stream = StreamingDetokenizer(tokenizer: tokenizer, skipSpecial: false)
+                let streamed = try ids.map { try stream.append($0) }.joined() + stream.finish()
+                XCTAssertEqual(streamed, text)
+            }
+        }
+    }
+
     func testSkipSpecialDropsControlTokens() throws {
         let tokenizer = try SharedTokenizer.require()
         let ids = try tokenizer.encode("<start_of_turn>model\nHi!<end_of_turn><image_soft_token>", addBOS: true, parseSpecial: true)
