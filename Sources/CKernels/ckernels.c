@@ -132,6 +132,7 @@ typedef struct {
     int (*dequantize_row)(int, const void *, float *, int64_t);
     void (*quantize_q8)(const float *, ck_q8_block *, int64_t, int);
     float (*vec_dot)(int, const void *, const float *, const ck_q8_block *, int64_t);
+    float (*dot_q8_0_direct)(const uint8_t *, const ck_q8_block *, int64_t);
     float (*dot_f32)(const float *, const float *, int64_t);
     void (*axpy_f32)(float, const float *, float *, int64_t);
     int (*unpack_row)(int, const uint8_t *, int64_t, int8_t *, float *, float *);
@@ -139,13 +140,13 @@ typedef struct {
 } ck_variant;
 
 static const ck_variant ck_variants[3] = {
-    {dequantize_row_scalar, quantize_q8_scalar, vec_dot_scalar, dot_f32_scalar, axpy_f32_scalar, unpack_row_scalar, dot_unpacked_scalar},
+    {dequantize_row_scalar, quantize_q8_scalar, vec_dot_scalar, dot_q8_0_direct_scalar, dot_f32_scalar, axpy_f32_scalar, unpack_row_scalar, dot_unpacked_scalar},
 #if CK_X86
-    {dequantize_row_avx2, quantize_q8_avx2, vec_dot_avx2, dot_f32_avx2, axpy_f32_avx2, unpack_row_avx2, dot_unpacked_avx2},
-    {dequantize_row_avx512, quantize_q8_avx512, vec_dot_avx512, dot_f32_avx512, axpy_f32_avx512, unpack_row_avx512, dot_unpacked_avx512},
+    {dequantize_row_avx2, quantize_q8_avx2, vec_dot_avx2, dot_q8_0_direct_avx2, dot_f32_avx2, axpy_f32_avx2, unpack_row_avx2, dot_unpacked_avx2},
+    {dequantize_row_avx512, quantize_q8_avx512, vec_dot_avx512, dot_q8_0_direct_avx512, dot_f32_avx512, axpy_f32_avx512, unpack_row_avx512, dot_unpacked_avx512},
 #else
-    {dequantize_row_scalar, quantize_q8_scalar, vec_dot_scalar, dot_f32_scalar, axpy_f32_scalar, unpack_row_scalar, dot_unpacked_scalar},
-    {dequantize_row_scalar, quantize_q8_scalar, vec_dot_scalar, dot_f32_scalar, axpy_f32_scalar, unpack_row_scalar, dot_unpacked_scalar},
+    {dequantize_row_scalar, quantize_q8_scalar, vec_dot_scalar, dot_q8_0_direct_scalar, dot_f32_scalar, axpy_f32_scalar, unpack_row_scalar, dot_unpacked_scalar},
+    {dequantize_row_scalar, quantize_q8_scalar, vec_dot_scalar, dot_q8_0_direct_scalar, dot_f32_scalar, axpy_f32_scalar, unpack_row_scalar, dot_unpacked_scalar},
 #endif
 };
 
@@ -378,6 +379,12 @@ static void ck_matvec_task(void *context, int64_t index) {
     int64_t first = index * job->rows_per_task;
     int64_t end = first + job->rows_per_task;
     if (end > job->rows) end = job->rows;
+    if (job->xq && job->type == CK_Q8_0 && job->count == 1) {
+        // Decode through the largest matrix (the Q8_0 output head): read blocks in place.
+        for (int64_t r = first; r < end; r++)
+            job->y[r] = job->variant->dot_q8_0_direct(job->weights + r * job->row_stride, job->xq, job->cols / 32);
+        return;
+    }
     if (job->xq) {
         // Quantized: decode each row once into int8 + scales, then dot it with every vector.
         int64_t nb = job->cols / 32;
@@ -554,7 +561,7 @@ int ck_matvec_multi(ck_pool *pool, int type, const void *weights, int64_t rows, 
     if (ck_row_bytes(type, cols) == 0 || rows < 0 || count < 0) return 0;
     const ck_variant *variant = ck_current();
 #if CK_X86
-    if (ck_uses_q8_activations(type) && atomic_load_explicit(&ck_active, memory_order_relaxed) == CK_ISA_AVX512)
+    if (count > 1 && ck_uses_q8_activations(type) && atomic_load_explicit(&ck_active, memory_order_relaxed) == CK_ISA_AVX512)
         return ck_matvec_tiled_avx512(pool, type, weights, rows, cols, row_stride, x, count, y);
 #endif
     ck_q8_block *xq = NULL;

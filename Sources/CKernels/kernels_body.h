@@ -498,6 +498,41 @@ static CK_TARGET void CK_NAME(dot_unpacked)(const int8_t *q, const float *scales
     }
 }
 
+/// `dot_unpacked` for one Q8_0 row read in place (no unpacking): the same operations in the
+/// same order, so decode and batched prefill agree bit for bit.
+static CK_TARGET float CK_NAME(dot_q8_0_direct)(const uint8_t *p, const ck_q8_block *xb, int64_t nb) {
+#if CK_VARIANT_AVX2 || CK_VARIANT_AVX512
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++, p += 34) {
+        __m256i vq = _mm256_loadu_si256((const __m256i *)(p + 2));
+        __m256i vx = _mm256_loadu_si256((const __m256i *)xb[b].qs);
+        __m256i abs_q = _mm256_sign_epi8(vq, vq);
+        __m256i signed_x = _mm256_sign_epi8(vx, vq);
+#if CK_VARIANT_AVX512
+        __m256i sums = _mm256_dpbusd_epi32(_mm256_setzero_si256(), abs_q, signed_x);
+#else
+        __m256i sums = _mm256_madd_epi16(_mm256_maddubs_epi16(abs_q, signed_x), _mm256_set1_epi16(1));
+#endif
+        __m256 scale = _mm256_mul_ps(_mm256_set1_ps(ck_half(p)), _mm256_set1_ps(xb[b].d));
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), scale, acc);
+    }
+    __m128 half = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+    half = _mm_add_ps(half, _mm_movehl_ps(half, half));
+    half = _mm_add_ss(half, _mm_movehdup_ps(half));
+    return _mm_cvtss_f32(half) + 0.0f;
+#else
+    float sum = 0;
+    for (int64_t b = 0; b < nb; b++, p += 34) {
+        const int8_t *q = (const int8_t *)(p + 2);
+        int32_t lo = CK_NAME(dot16_i8)(q, xb[b].qs);
+        int32_t hi = CK_NAME(dot16_i8)(q + 16, xb[b].qs + 16);
+        float d = ck_half(p);
+        sum += xb[b].d * (d * (float)lo + d * (float)hi);
+    }
+    return sum + 0.0f;
+#endif
+}
+
 #undef CK_NAME
 #undef CK_CAT
 #undef CK_CAT2
