@@ -132,7 +132,7 @@ typedef struct {
     int (*dequantize_row)(int, const void *, float *, int64_t);
     void (*quantize_q8)(const float *, ck_q8_block *, int64_t, int);
     float (*vec_dot)(int, const void *, const float *, const ck_q8_block *, int64_t);
-    float (*dot_q8_0_direct)(const uint8_t *, const ck_q8_block *, int64_t);
+    float (*(*direct_kernel)(int))(const uint8_t *, const ck_q8_block *, int64_t);
     float (*dot_f32)(const float *, const float *, int64_t);
     void (*axpy_f32)(float, const float *, float *, int64_t);
     int (*unpack_row)(int, const uint8_t *, int64_t, int8_t *, float *, float *);
@@ -140,13 +140,13 @@ typedef struct {
 } ck_variant;
 
 static const ck_variant ck_variants[3] = {
-    {dequantize_row_scalar, quantize_q8_scalar, vec_dot_scalar, dot_q8_0_direct_scalar, dot_f32_scalar, axpy_f32_scalar, unpack_row_scalar, dot_unpacked_scalar},
+    {dequantize_row_scalar, quantize_q8_scalar, vec_dot_scalar, direct_kernel_scalar, dot_f32_scalar, axpy_f32_scalar, unpack_row_scalar, dot_unpacked_scalar},
 #if CK_X86
-    {dequantize_row_avx2, quantize_q8_avx2, vec_dot_avx2, dot_q8_0_direct_avx2, dot_f32_avx2, axpy_f32_avx2, unpack_row_avx2, dot_unpacked_avx2},
-    {dequantize_row_avx512, quantize_q8_avx512, vec_dot_avx512, dot_q8_0_direct_avx512, dot_f32_avx512, axpy_f32_avx512, unpack_row_avx512, dot_unpacked_avx512},
+    {dequantize_row_avx2, quantize_q8_avx2, vec_dot_avx2, direct_kernel_avx2, dot_f32_avx2, axpy_f32_avx2, unpack_row_avx2, dot_unpacked_avx2},
+    {dequantize_row_avx512, quantize_q8_avx512, vec_dot_avx512, direct_kernel_avx512, dot_f32_avx512, axpy_f32_avx512, unpack_row_avx512, dot_unpacked_avx512},
 #else
-    {dequantize_row_scalar, quantize_q8_scalar, vec_dot_scalar, dot_q8_0_direct_scalar, dot_f32_scalar, axpy_f32_scalar, unpack_row_scalar, dot_unpacked_scalar},
-    {dequantize_row_scalar, quantize_q8_scalar, vec_dot_scalar, dot_q8_0_direct_scalar, dot_f32_scalar, axpy_f32_scalar, unpack_row_scalar, dot_unpacked_scalar},
+    {dequantize_row_scalar, quantize_q8_scalar, vec_dot_scalar, direct_kernel_scalar, dot_f32_scalar, axpy_f32_scalar, unpack_row_scalar, dot_unpacked_scalar},
+    {dequantize_row_scalar, quantize_q8_scalar, vec_dot_scalar, direct_kernel_scalar, dot_f32_scalar, axpy_f32_scalar, unpack_row_scalar, dot_unpacked_scalar},
 #endif
 };
 
@@ -379,10 +379,11 @@ static void ck_matvec_task(void *context, int64_t index) {
     int64_t first = index * job->rows_per_task;
     int64_t end = first + job->rows_per_task;
     if (end > job->rows) end = job->rows;
-    if (job->xq && job->type == CK_Q8_0 && job->count == 1) {
-        // Decode through the largest matrix (the Q8_0 output head): read blocks in place.
+    float (*direct)(const uint8_t *, const ck_q8_block *, int64_t) = job->xq && job->count == 1 ? job->variant->direct_kernel(job->type) : NULL;
+    if (direct) {
+        // Decode: read blocks in place (bit-identical to unpacking first).
         for (int64_t r = first; r < end; r++)
-            job->y[r] = job->variant->dot_q8_0_direct(job->weights + r * job->row_stride, job->xq, job->cols / 32);
+            job->y[r] = direct(job->weights + r * job->row_stride, job->xq, job->cols / 32);
         return;
     }
     if (job->xq) {

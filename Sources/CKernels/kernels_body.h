@@ -533,6 +533,124 @@ static CK_TARGET float CK_NAME(dot_q8_0_direct)(const uint8_t *p, const ck_q8_bl
 #endif
 }
 
+#if CK_VARIANT_AVX2 || CK_VARIANT_AVX512
+// MARK: decode kernels reading blocks in place
+//
+// Each builds a block's 32 int8 values in a register and then performs exactly the operations
+// of `dot_unpacked` (exact lane sums, scale = (lo|hi) × x.d, fused add, same reduction, minimum
+// terms by fmaf in block order), so decode agrees bit for bit with the batched kernels.
+
+/// Exact int32 lane sums of q·x over 4-byte groups (q, x signed).
+static inline CK_TARGET __m256i CK_NAME(lane_sums)(__m256i vq, __m256i vx) {
+    __m256i abs_q = _mm256_sign_epi8(vq, vq);
+    __m256i signed_x = _mm256_sign_epi8(vx, vq);
+#if CK_VARIANT_AVX512
+    return _mm256_dpbusd_epi32(_mm256_setzero_si256(), abs_q, signed_x);
+#else
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(abs_q, signed_x), _mm256_set1_epi16(1));
+#endif
+}
+
+static inline CK_TARGET float CK_NAME(reduce8)(__m256 acc) {
+    __m128 half = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+    half = _mm_add_ps(half, _mm_movehl_ps(half, half));
+    half = _mm_add_ss(half, _mm_movehdup_ps(half));
+    return _mm_cvtss_f32(half);
+}
+
+/// 0xFF in byte i where bit i of `bits` is set.
+static inline CK_TARGET __m256i CK_NAME(bytes_from_bits)(uint32_t bits) {
+    const __m256i shuffle = _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202, 0x0101010101010101, 0x0000000000000000);
+    __m256i spread = _mm256_shuffle_epi8(_mm256_set1_epi32((int)bits), shuffle);
+    const __m256i select = _mm256_set1_epi64x((long long)0x7fbfdfeff7fbfdfe);
+    spread = _mm256_or_si256(spread, select);
+    return _mm256_cmpeq_epi8(spread, _mm256_set1_epi64x(-1));
+}
+
+static CK_TARGET float CK_NAME(dot_q5_0_direct)(const uint8_t *p, const ck_q8_block *xb, int64_t nb) {
+    __m256 acc = _mm256_setzero_ps();
+    const __m256i low = _mm256_set1_epi8(0x0F);
+    for (int64_t b = 0; b < nb; b++, p += 22) {
+        __m128i qs = _mm_loadu_si128((const __m128i *)(p + 6));
+        __m256i nibbles = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(qs, 4), qs), low);
+        uint32_t qh;
+        memcpy(&qh, p + 2, 4);
+        __m256i high = _mm256_and_si256(CK_NAME(bytes_from_bits)(qh), _mm256_set1_epi8(0x10));
+        __m256i vq = _mm256_sub_epi8(_mm256_or_si256(nibbles, high), _mm256_set1_epi8(16));
+        __m256i sums = CK_NAME(lane_sums)(vq, _mm256_loadu_si256((const __m256i *)xb[b].qs));
+        float d = ck_half(p);
+        __m256 scale = _mm256_mul_ps(_mm256_set_m128(_mm_set1_ps(d), _mm_set1_ps(d)), _mm256_set1_ps(xb[b].d));
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), scale, acc);
+    }
+    return CK_NAME(reduce8)(acc) + 0.0f;
+}
+
+static CK_TARGET float CK_NAME(dot_q4_k_direct)(const uint8_t *p, const ck_q8_block *xb, int64_t nb) {
+    __m256 acc = _mm256_setzero_ps();
+    float minimums = 0;
+    const __m256i low = _mm256_set1_epi8(0x0F);
+    for (int64_t s = 0; s < nb / 8; s++, p += 144) {
+        float d = ck_half(p), dmin = ck_half(p + 2);
+        for (int j = 0; j < 8; j++) {
+            __m256i packed = _mm256_loadu_si256((const __m256i *)(p + 16 + 32 * (j / 2)));
+            __m256i vq = (j & 1) ? _mm256_and_si256(_mm256_srli_epi16(packed, 4), low) : _mm256_and_si256(packed, low);
+            const ck_q8_block *x = xb + 8 * s + j;
+            __m256i sums = CK_NAME(lane_sums)(vq, _mm256_loadu_si256((const __m256i *)x->qs));
+            uint8_t sc, m;
+            ck_kquant_scale_min(j, p + 4, &sc, &m);
+            float scale_value = d * (float)sc;
+            __m256 scale = _mm256_mul_ps(_mm256_set_m128(_mm_set1_ps(scale_value), _mm_set1_ps(scale_value)), _mm256_set1_ps(x->d));
+            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), scale, acc);
+            minimums = fmaf(-dmin * (float)m, x->s, minimums);
+        }
+    }
+    return CK_NAME(reduce8)(acc) + minimums;
+}
+
+static CK_TARGET float CK_NAME(dot_q6_k_direct)(const uint8_t *p, const ck_q8_block *xb, int64_t nb) {
+    __m256 acc = _mm256_setzero_ps();
+    const __m256i low = _mm256_set1_epi8(0x0F), three = _mm256_set1_epi8(3);
+    for (int64_t s = 0; s < nb / 8; s++, p += 210) {
+        float d = ck_half(p + 208);
+        const int8_t *scales = (const int8_t *)(p + 192);
+        for (int jb = 0; jb < 8; jb++) {
+            int h = jb / 4, quarter = jb % 4;
+            __m256i ql = _mm256_loadu_si256((const __m256i *)(p + 64 * h + 32 * (quarter & 1)));
+            __m256i qh = _mm256_loadu_si256((const __m256i *)(p + 128 + 32 * h));
+            __m256i nibble = (quarter >> 1) ? _mm256_and_si256(_mm256_srli_epi16(ql, 4), low) : _mm256_and_si256(ql, low);
+            __m256i top;
+            switch (quarter) {
+            case 0: top = qh; break;
+            case 1: top = _mm256_srli_epi16(qh, 2); break;
+            case 2: top = _mm256_srli_epi16(qh, 4); break;
+            default: top = _mm256_srli_epi16(qh, 6); break;
+            }
+            top = _mm256_slli_epi16(_mm256_and_si256(top, three), 4);
+            __m256i vq = _mm256_sub_epi8(_mm256_or_si256(nibble, top), _mm256_set1_epi8(32));
+            const ck_q8_block *x = xb + 8 * s + jb;
+            __m256i sums = CK_NAME(lane_sums)(vq, _mm256_loadu_si256((const __m256i *)x->qs));
+            float lo = d * (float)scales[2 * jb], hi = d * (float)scales[2 * jb + 1];
+            __m256 scale = _mm256_mul_ps(_mm256_set_m128(_mm_set1_ps(hi), _mm_set1_ps(lo)), _mm256_set1_ps(x->d));
+            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), scale, acc);
+        }
+    }
+    return CK_NAME(reduce8)(acc) + 0.0f;
+}
+#endif
+
+/// A decode kernel reading `type` in place, or NULL when the format goes through unpacking.
+static CK_TARGET float (*CK_NAME(direct_kernel)(int type))(const uint8_t *, const ck_q8_block *, int64_t) {
+    switch (type) {
+    case CK_Q8_0: return CK_NAME(dot_q8_0_direct);
+#if CK_VARIANT_AVX2 || CK_VARIANT_AVX512
+    case CK_Q5_0: return CK_NAME(dot_q5_0_direct);
+    case CK_Q4_K: return CK_NAME(dot_q4_k_direct);
+    case CK_Q6_K: return CK_NAME(dot_q6_k_direct);
+#endif
+    default: return NULL;
+    }
+}
+
 #undef CK_NAME
 #undef CK_CAT
 #undef CK_CAT2
