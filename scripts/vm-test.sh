@@ -12,7 +12,9 @@
 #
 # Environment: GEMMA_VM_TIMEOUT (s, default 1500), GEMMA_VM_KEEP=1 (leave the VM running after
 # the checks; log in as root on the console: kill qemu yourself), GEMMA_VM_BIN (use these
-# binaries, no build), GEMMA_VM_CACHE (default ~/.cache/gemma-serve/vm), GEMMA_VM_MEM (MiB).
+# binaries, no build), GEMMA_VM_SOURCE=REV (build a committed revision, e.g. HEAD, instead of
+# the working tree), GEMMA_VM_CACHE (default ~/.cache/gemma-serve/vm), GEMMA_VM_MEM (MiB).
+# The units, install script and docs on the share disk come from the same tree as the binaries.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
@@ -47,16 +49,35 @@ log "image $image ($image_s s$( [ $image_s -lt 5 ] && echo ", cached"))"
 t=$(date +%s)
 if [ -n "${GEMMA_VM_BIN:-}" ]; then
   bin=$GEMMA_VM_BIN
+  pkg=.
 else
   flags=(-c release --static-swift-stdlib --scratch-path .build-vm)
-  log "swift build ${flags[*]}"
   mkdir -p "$cache"
-  if ! swift build "${flags[@]}" > "$cache/build.log" 2>&1; then
+  pkg=.
+  if [ -n "${GEMMA_VM_SOURCE:-}" ]; then
+    # A committed revision instead of the working tree: exported, then synced by content into
+    # one folder so that unchanged files keep their times and the build stays incremental.
+    rev=$(git rev-parse --verify "$GEMMA_VM_SOURCE^{commit}")
+    pkg=$cache/src
+    rm -rf "$cache/src.new"
+    mkdir -p "$cache/src.new" "$pkg"
+    git archive "$rev" | tar -x -C "$cache/src.new"
+    (cd "$cache/src.new" && find . -type f) | while read -r f; do
+      cmp -s "$cache/src.new/$f" "$pkg/$f" || { mkdir -p "$(dirname "$pkg/$f")"; cp -p "$cache/src.new/$f" "$pkg/$f"; }
+    done
+    (cd "$pkg" && find . -path ./.build-vm -prune -o -type f -print) | while read -r f; do
+      [ -e "$cache/src.new/$f" ] || rm -f "$pkg/$f"
+    done
+    rm -rf "$cache/src.new"
+    log "building $GEMMA_VM_SOURCE ($(git log -1 --format='%h %s' "$rev" | cut -c1-70)) in $pkg"
+  fi
+  log "swift build ${flags[*]}"
+  if ! (cd "$pkg" && swift build "${flags[@]}") > "$cache/build.log" 2>&1; then
     grep -v -E '^\[[0-9]+/[0-9]+\] (Compiling|Write|Emitting)' "$cache/build.log" | tail -40 >&2
     log "the build failed (log: $cache/build.log)"
     exit 1
   fi
-  bin=$(swift build "${flags[@]}" --show-bin-path)
+  bin=$(cd "$pkg" && swift build "${flags[@]}" --show-bin-path)
 fi
 build_s=$(( $(date +%s) - t ))
 for b in gemma gemma-tokenizer gemma-vision gemma-decoder; do
@@ -66,7 +87,7 @@ for b in gemma gemma-tokenizer gemma-vision gemma-decoder; do
     exit 1
   fi
 done
-log "binaries in $bin ($build_s s); libraries: $(ldd "$bin"/gemma* | awk '/=>/{print $1}' | sort -u | tr '\n' ' ')"
+log "binaries in $bin ($build_s s); libraries: $(ldd "$bin"/gemma "$bin"/gemma-tokenizer "$bin"/gemma-vision "$bin"/gemma-decoder | awk '/=>/{print $1}' | sort -u | tr '\n' ' ')"
 
 # --- the share disk ----------------------------------------------------------------------------
 t=$(date +%s)
@@ -76,16 +97,20 @@ model=$(gemma_model_path)
 rm -rf "$run"
 mkdir -p "$run/share/bin" "$run/share/src/scripts" "$run/share/src/docs" "$run/share/model"
 cp "$bin"/gemma "$bin"/gemma-tokenizer "$bin"/gemma-vision "$bin"/gemma-decoder "$run/share/bin/"
-cp scripts/install.sh "$run/share/src/scripts/"
-cp -r systemd "$run/share/src/"
-cp README.md "$run/share/src/"
-cp docs/*.md "$run/share/src/docs/"
+# The units, install script and docs of the revision the binaries were built from.
+cp "$pkg"/scripts/install.sh "$run/share/src/scripts/"
+cp -r "$pkg"/systemd "$run/share/src/"
+# (install.sh installs README.md too; when the tree has none, the guest reports it.)
+[ -e "$pkg/README.md" ] && cp "$pkg"/README.md "$run/share/src/"
+cp "$pkg"/docs/*.md "$run/share/src/docs/"
 cp tests/vm/guest-test.sh "$run/share/guest-test.sh"
 ln "$model" "$run/share/model/model.gguf" 2>/dev/null || cp "$model" "$run/share/model/model.gguf"
+# The host's offline hardening tables, for the guest to compare with what its systemd says.
+mkdir -p "$run/share/security"
 for s in tokenizer vision decoder; do
-  echo "gemma-$s.service $(systemd-analyze security --offline=true --no-pager "systemd/gemma-$s.service" 2>&1 \
-    | grep 'Overall exposure level' | grep -o -E '[0-9]+\.[0-9]+ [A-Z]+')"
-done > "$run/share/expected-security.txt"
+  LC_ALL=C.UTF-8 SYSTEMD_COLORS=0 systemd-analyze security --offline=true --no-pager \
+    "$pkg/systemd/gemma-$s.service" > "$run/share/security/gemma-$s.service.offline" 2>&1 || true
+done
 [ -n "${GEMMA_VM_KEEP:-}" ] && touch "$run/share/keep-running"
 share_mb=$(( $(du -sm "$run/share" | cut -f1) * 12 / 10 + 64 ))
 mkfs.ext4 -q -F -L gemmashare -d "$run/share" "$run/share.img" "${share_mb}M"
