@@ -118,10 +118,13 @@ def save_model(name, spec, model):
         json.dump(pre, f, indent=1, sort_keys=True)
 
 
-def save_mmproj_gguf(name, spec, model):
-    """tiny112's vision tower and projector under llama.cpp's clip names; big matrices in F16."""
+def save_mmproj_gguf(name, spec, model, filename="mmproj.gguf", use_f16=True, transpose_projection=False):
+    """The vision tower and projector under llama.cpp's clip names; big matrices in F16 when
+    use_f16. transpose_projection stores mm.input_projection as [text_hidden, width] (torch
+    order), the orientation other converters use. The pooling kernel key is written only when
+    it is not llama.cpp's default 4, as llama.cpp's converter does."""
     import gguf
-    path = os.path.join(ROOT, name, "mmproj.gguf")
+    path = os.path.join(ROOT, name, filename)
     writer = gguf.GGUFWriter(path, "clip")
     writer.add_bool("clip.has_vision_encoder", True)
     writer.add_string("clip.projector_type", "gemma3")
@@ -137,13 +140,15 @@ def save_mmproj_gguf(name, spec, model):
     writer.add_array("clip.vision.image_std", [0.5, 0.5, 0.5])
     writer.add_bool("clip.use_gelu", True)
     per_side = int(round(spec["tokens"] ** 0.5))
-    writer.add_uint32("clip.vision.projector.scale_factor",
-                      (spec["image_size"] // spec["patch_size"]) // per_side)
+    kernel = (spec["image_size"] // spec["patch_size"]) // per_side
+    if kernel != 4:
+        writer.add_uint32("clip.vision.projector.scale_factor", kernel)
     sd = {k: v.float().numpy() for k, v in model.state_dict().items()}
     v = "model.vision_tower."
     f16_tensors = []
 
     def add(gname, array, f16=False):
+        f16 = f16 and use_f16
         array = np.ascontiguousarray(array.astype(np.float16 if f16 else np.float32))
         writer.add_tensor(gname, array)
         if f16:
@@ -166,8 +171,8 @@ def save_mmproj_gguf(name, spec, model):
     add("v.post_ln.bias", sd[v + "post_layernorm.bias"])
     # llama.cpp's converter adds the 1 of Gemma's (1 + w) RMSNorm to this one norm.
     add("mm.soft_emb_norm.weight", sd["model.multi_modal_projector.mm_soft_emb_norm.weight"] + 1.0)
-    add("mm.input_projection.weight",
-        sd["model.multi_modal_projector.mm_input_projection_weight"], f16=True)
+    projection = sd["model.multi_modal_projector.mm_input_projection_weight"]
+    add("mm.input_projection.weight", projection.T if transpose_projection else projection, f16=True)
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
@@ -349,6 +354,24 @@ def run_case(case, models, images, processors):
     return record
 
 
+def make_resize_sweep():
+    """Random small sizes resized with PIL BILINEAR (both pass orders occur), raw RGB8 in and out."""
+    d = os.path.join(ROOT, "resize")
+    os.makedirs(d, exist_ok=True)
+    r = np.random.default_rng(77)
+    entries = []
+    for i in range(24):
+        w, h = (int(v) for v in r.integers(3, 48, size=2))
+        W, H = (int(v) for v in r.integers(3, 48, size=2))
+        pixels = r.integers(0, 256, size=(h, w, 3), dtype=np.uint8)
+        out = np.array(Image.fromarray(pixels).resize((W, H), Image.BILINEAR))
+        write(os.path.join(d, f"{i}.in.u8"), pixels.tobytes())
+        write(os.path.join(d, f"{i}.out.u8"), out.tobytes())
+        entries.append(dict(width=w, height=h, out_width=W, out_height=H,
+                            input=f"resize/{i}.in.u8", output=f"resize/{i}.out.u8"))
+    return entries
+
+
 def main():
     print("transformers", transformers.__version__, "torch", torch.__version__, file=sys.stderr)
     models, processors, manifest = {}, {}, {"transformers": transformers.__version__,
@@ -367,8 +390,15 @@ def main():
     processors["tiny112_gguf"] = processors["tiny112"]
     manifest["models"]["tiny112_gguf"] = dict(manifest["models"]["tiny112"], dir="tiny112/mmproj.gguf",
                                               dtype="float16 matrices")
+    save_mmproj_gguf("tiny64", MODELS["tiny64"], models["tiny64"], filename="mmproj-f32-transposed.gguf",
+                     use_f16=False, transpose_projection=True)
+    models["tiny64_gguf"] = models["tiny64"]
+    processors["tiny64_gguf"] = processors["tiny64"]
+    manifest["models"]["tiny64_gguf"] = dict(manifest["models"]["tiny64"], dir="tiny64/mmproj-f32-transposed.gguf",
+                                             dtype="float32, projection transposed")
     images = make_images()
     manifest["corrupt"] = make_corrupt()
+    manifest["resize"] = make_resize_sweep()
     default = dict(min_crop_size=256, max_num_crops=4, min_ratio=1.2)
     cases = [
         # No resize: the image is already the model size; soft tokens must match.
@@ -386,6 +416,7 @@ def main():
         dict(name="tiny112_rgb", model="tiny112", image="rgb_112", resize=False),
         dict(name="tiny112_rgba", model="tiny112", image="rgba_112", resize=False),
         dict(name="tiny112_gguf_rgb", model="tiny112_gguf", image="rgb_112", resize=False),
+        dict(name="tiny64_gguf_rgba", model="tiny64_gguf", image="rgba_64", resize=False),
         # Resized (within one level of PIL).
         dict(name="tiny64_up_50x37", model="tiny64", image="rgb_50x37", resize=True),
         dict(name="tiny64_down_301x179", model="tiny64", image="rgb_301x179", resize=True),

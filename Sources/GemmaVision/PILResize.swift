@@ -2,8 +2,8 @@
 /// bit for bit (Pillow's `Resample.c` algorithm, re-implemented):
 /// - a triangle filter whose support grows with the shrink factor (so downscaling averages
 ///   every source pixel, i.e. antialiases; upscaling is plain bilinear interpolation);
-/// - separable: a horizontal pass over only the rows the vertical pass will read, then a
-///   vertical pass, each skipped when that dimension does not change;
+/// - separable: two passes (order as Pillow 13 picks it, see `resize`), each skipped when its
+///   dimension does not change;
 /// - weights normalised in double precision, then rounded to 22-bit fixed point; each pass
 ///   rounds and clamps to 8 bits.
 enum PILBilinear {
@@ -59,65 +59,92 @@ enum PILBilinear {
     }
 
     /// `image` resized to `width × height` exactly as Pillow's BILINEAR filter does.
+    ///
+    /// Pass order matters for the 8-bit rounding between the passes. Pillow runs the horizontal
+    /// pass first, except (since Pillow 13, python-pillow/Pillow#9549) when the height shrinks
+    /// by more than twice as many pixels as the width: then the vertical pass runs first. The
+    /// rule was checked against Pillow 13.0 on random sizes (tools/make_vision_fixtures.py
+    /// records images of both kinds).
     static func resize(_ image: RGBImage, width: Int, height: Int) -> RGBImage {
         precondition(width > 0 && height > 0)
-        if width == image.width && height == image.height { return image }
+        let needHorizontal = width != image.width
+        let needVertical = height != image.height
+        if !needHorizontal && !needVertical { return image }
         let vertical = taps(inSize: image.height, outSize: height)
-        let rowFirst = vertical.first[0]
-        let rowEnd = vertical.first[height - 1] + vertical.count[height - 1]
-        let half = 1 << (precisionBits - 1)
-
-        // Horizontal pass (only over rows rowFirst..<rowEnd when a vertical pass follows).
+        let verticalFirst = needHorizontal && needVertical && height < image.height
+            && (image.height - height) > 2 * (image.width - width)
+        if verticalFirst {
+            let shrunk = verticalPass(image.rgb, width: image.width, taps: vertical, rowOffset: 0, outRows: height)
+            let horizontal = taps(inSize: image.width, outSize: width)
+            let out = horizontalPass(shrunk, inWidth: image.width, rows: 0..<height, taps: horizontal, outWidth: width)
+            return RGBImage(unchecked: width, height, out)
+        }
         var current = image.rgb
         var currentWidth = image.width
         var rowOffset = 0
-        if width != image.width {
-            let horizontal = taps(inSize: image.width, outSize: width)
-            let rows = height != image.height ? rowEnd - rowFirst : image.height
-            let startRow = height != image.height ? rowFirst : 0
-            var out = [UInt8](repeating: 0, count: rows * width * 3)
-            image.rgb.withUnsafeBufferPointer { src in
-                out.withUnsafeMutableBufferPointer { dst in
-                    horizontal.weights.withUnsafeBufferPointer { k in
-                        for row in 0..<rows {
-                            let srcRow = (row + startRow) * image.width * 3
-                            for x in 0..<width {
-                                let lo = horizontal.first[x]
-                                let base = x * horizontal.stride
-                                var r = half, g = half, b = half
-                                for i in 0..<horizontal.count[x] {
-                                    let w = Int(k[base + i])
-                                    let p = srcRow + (lo + i) * 3
-                                    r += Int(src[p]) * w
-                                    g += Int(src[p + 1]) * w
-                                    b += Int(src[p + 2]) * w
-                                }
-                                let o = (row * width + x) * 3
-                                dst[o] = clip8(r)
-                                dst[o + 1] = clip8(g)
-                                dst[o + 2] = clip8(b)
+        if needHorizontal {
+            // Only the rows the vertical pass will read (all of them when it does not run).
+            let rows = needVertical
+                ? vertical.first[0]..<(vertical.first[height - 1] + vertical.count[height - 1])
+                : 0..<image.height
+            current = horizontalPass(image.rgb, inWidth: image.width, rows: rows,
+                                     taps: taps(inSize: image.width, outSize: width), outWidth: width)
+            currentWidth = width
+            rowOffset = rows.lowerBound
+        }
+        if needVertical {
+            current = verticalPass(current, width: currentWidth, taps: vertical, rowOffset: rowOffset, outRows: height)
+        }
+        return RGBImage(unchecked: width, height, current)
+    }
+
+    /// Resamples each of `rows` of an RGB8 image `inWidth` wide to `outWidth` pixels.
+    private static func horizontalPass(_ source: [UInt8], inWidth: Int, rows: Range<Int>, taps: Taps,
+                                       outWidth: Int) -> [UInt8] {
+        let half = 1 << (precisionBits - 1)
+        var out = [UInt8](repeating: 0, count: rows.count * outWidth * 3)
+        source.withUnsafeBufferPointer { src in
+            out.withUnsafeMutableBufferPointer { dst in
+                taps.weights.withUnsafeBufferPointer { k in
+                    for (outRow, row) in rows.enumerated() {
+                        let srcRow = row * inWidth * 3
+                        for x in 0..<outWidth {
+                            let lo = taps.first[x]
+                            let base = x * taps.stride
+                            var r = half, g = half, b = half
+                            for i in 0..<taps.count[x] {
+                                let w = Int(k[base + i])
+                                let p = srcRow + (lo + i) * 3
+                                r += Int(src[p]) * w
+                                g += Int(src[p + 1]) * w
+                                b += Int(src[p + 2]) * w
                             }
+                            let o = (outRow * outWidth + x) * 3
+                            dst[o] = clip8(r)
+                            dst[o + 1] = clip8(g)
+                            dst[o + 2] = clip8(b)
                         }
                     }
                 }
             }
-            current = out
-            currentWidth = width
-            rowOffset = startRow
         }
-        guard height != image.height else {
-            return RGBImage(unchecked: width, height, current)
-        }
-        // Vertical pass; row indices are relative to the rows the horizontal pass kept.
-        var out = [UInt8](repeating: 0, count: width * height * 3)
-        current.withUnsafeBufferPointer { src in
+        return out
+    }
+
+    /// Resamples the columns of an RGB8 image `width` wide to `outRows` rows; the taps' row
+    /// indices are shifted down by `rowOffset` (the rows a horizontal pass skipped).
+    private static func verticalPass(_ source: [UInt8], width: Int, taps: Taps, rowOffset: Int,
+                                     outRows: Int) -> [UInt8] {
+        let half = 1 << (precisionBits - 1)
+        let rowBytes = width * 3
+        var out = [UInt8](repeating: 0, count: outRows * rowBytes)
+        source.withUnsafeBufferPointer { src in
             out.withUnsafeMutableBufferPointer { dst in
-                vertical.weights.withUnsafeBufferPointer { k in
-                    let rowBytes = currentWidth * 3
-                    for y in 0..<height {
-                        let lo = vertical.first[y] - rowOffset
-                        let base = y * vertical.stride
-                        let n = vertical.count[y]
+                taps.weights.withUnsafeBufferPointer { k in
+                    for y in 0..<outRows {
+                        let lo = taps.first[y] - rowOffset
+                        let base = y * taps.stride
+                        let n = taps.count[y]
                         for c in 0..<rowBytes {
                             var sum = half
                             for i in 0..<n {
@@ -129,6 +156,6 @@ enum PILBilinear {
                 }
             }
         }
-        return RGBImage(unchecked: width, height, out)
+        return out
     }
 }

@@ -44,7 +44,18 @@ final class SigLIPModel: @unchecked Sendable {
         postNormWeight = weights.postNorm.weight.floats()
         postNormBias = weights.postNorm.bias.floats()
         softNormWeight = weights.softEmbeddingNorm.floats()
-        projection = weights.projection.floats()
+        let stored = weights.projection.floats()
+        if weights.projectionIsTransposed {
+            var transposed = [Float](repeating: 0, count: stored.count)
+            for row in 0..<config.textHidden {
+                for column in 0..<config.width {
+                    transposed[column * config.textHidden + row] = stored[row * config.width + column]
+                }
+            }
+            projection = transposed
+        } else {
+            projection = stored
+        }
     }
 
     struct Output {

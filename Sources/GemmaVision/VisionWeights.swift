@@ -23,7 +23,10 @@ struct VisionWeights: @unchecked Sendable {
     let softEmbeddingNorm: RawTensor  // [width]
     /// True when the stored norm weight already holds 1 + w (llama.cpp's converter adds it).
     let softEmbeddingNormHoldsOnePlus: Bool
-    let projection: RawTensor       // [width, textHidden]
+    let projection: RawTensor       // [width, textHidden], or [textHidden, width] when transposed
+    /// True when the projection is stored as [textHidden, width] (a converter that wrote it in
+    /// ggml's usual [out, in] orientation); the model transposes it at load.
+    let projectionIsTransposed: Bool
 
     /// Where a Hugging Face checkpoint keeps the vision tower. Google's releases use
     /// `vision_tower.vision_model.` and `multi_modal_projector.`; newer transformers prefixes
@@ -76,7 +79,8 @@ struct VisionWeights: @unchecked Sendable {
             postNorm: try norm(v + "post_layernorm"),
             softEmbeddingNorm: try lookup.get(p + "mm_soft_emb_norm.weight", [d]),
             softEmbeddingNormHoldsOnePlus: false,
-            projection: try lookup.get(p + "mm_input_projection_weight", [d, config.textHidden]))
+            projection: try lookup.get(p + "mm_input_projection_weight", [d, config.textHidden]),
+            projectionIsTransposed: false)
     }
 
     /// llama.cpp `mmproj` names (`v.blk.N.attn_q.weight`, `mm.input_projection.weight`, …).
@@ -89,6 +93,12 @@ struct VisionWeights: @unchecked Sendable {
         func norm(_ name: String) throws -> Norm {
             Norm(weight: try lookup.get(name + ".weight", [d]), bias: try lookup.get(name + ".bias", [d]))
         }
+        // llama.cpp keeps the Hugging Face [width, textHidden] layout (ggml ne = [textHidden,
+        // width]) and transposes at run time; accept the other orientation too.
+        let projectionName = "mm.input_projection.weight"
+        let storedShape = try source.tensor(named: projectionName)?.shape
+        let transposed = storedShape == [config.textHidden, d] && config.textHidden != d
+        let projection = try lookup.get(projectionName, transposed ? [config.textHidden, d] : [d, config.textHidden])
         let layers = try (0..<config.layers).map { i -> Layer in
             let l = "v.blk.\(i)."
             return Layer(norm1: try norm(l + "ln1"),
@@ -108,7 +118,8 @@ struct VisionWeights: @unchecked Sendable {
             postNorm: try norm("v.post_ln"),
             softEmbeddingNorm: try lookup.get("mm.soft_emb_norm.weight", [d]),
             softEmbeddingNormHoldsOnePlus: true,
-            projection: try lookup.get("mm.input_projection.weight", [d, config.textHidden]))
+            projection: projection,
+            projectionIsTransposed: transposed)
     }
 
     private struct Lookup {

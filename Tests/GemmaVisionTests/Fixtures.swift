@@ -43,7 +43,16 @@ enum Fixtures {
             let tokens_shape: [Int]
             let decoded_rgb: String?
         }
+        struct Resize: Decodable {
+            let width: Int
+            let height: Int
+            let out_width: Int
+            let out_height: Int
+            let input: String
+            let output: String
+        }
         let models: [String: Model]
+        let resize: [Resize]
         let cases: [Case]
         let corrupt: [String]
     }

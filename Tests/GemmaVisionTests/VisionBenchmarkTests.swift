@@ -19,12 +19,17 @@ struct VisionBenchmarkTests {
     }
 
     /// The real shape (SigLIP so400m at 896 px): minutes in a debug build, so only on request:
-    /// `GEMMA_VISION_BENCHMARK=1 OPENBLAS_NUM_THREADS=2 swift test -c release --filter VisionBenchmarkTests`.
+    /// `GEMMA_VISION_BENCHMARK=1 OPENBLAS_NUM_THREADS=2 swift test -c release --filter VisionBenchmarkTests`
+    /// (`GEMMA_VISION_BENCHMARK_CROPS=n` batches n crops; `GEMMA_VISION_BENCHMARK_LAYERS=n` runs
+    /// fewer layers for a quick look).
     @Test("full-size SigLIP so400m benchmark",
           .enabled(if: ProcessInfo.processInfo.environment["GEMMA_VISION_BENCHMARK"] == "1"))
     func fullSize() throws {
-        let crops = Int(ProcessInfo.processInfo.environment["GEMMA_VISION_BENCHMARK_CROPS"] ?? "") ?? 1
-        let result = try VisionBenchmark.run(crops: crops)
+        let environment = ProcessInfo.processInfo.environment
+        let crops = Int(environment["GEMMA_VISION_BENCHMARK_CROPS"] ?? "") ?? 1
+        var config = VisionConfig.gemma3(textHidden: 2560)
+        if let layers = Int(environment["GEMMA_VISION_BENCHMARK_LAYERS"] ?? "") { config.layers = layers }
+        let result = try VisionBenchmark.run(config: config, crops: crops)
         print("VisionBenchmark:", result)
         #expect(result.secondsPerCrop > 0 && result.achievedGFLOPS > 0)
     }
