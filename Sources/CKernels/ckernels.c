@@ -135,18 +135,19 @@ typedef struct {
     float (*(*direct_kernel)(int))(const uint8_t *, const ck_q8_block *, int64_t);
     float (*dot_f32)(const float *, const float *, int64_t);
     void (*axpy_f32)(float, const float *, float *, int64_t);
+    void (*round_to_half)(float *, int64_t);
     int (*unpack_row)(int, const uint8_t *, int64_t, int8_t *, float *, float *);
     void (*dot_unpacked)(const int8_t *, const float *, const float *, int, int64_t, const ck_q8_block *, int64_t, float *, int64_t);
 } ck_variant;
 
 static const ck_variant ck_variants[3] = {
-    {dequantize_row_scalar, quantize_q8_scalar, vec_dot_scalar, direct_kernel_scalar, dot_f32_scalar, axpy_f32_scalar, unpack_row_scalar, dot_unpacked_scalar},
+    {dequantize_row_scalar, quantize_q8_scalar, vec_dot_scalar, direct_kernel_scalar, dot_f32_scalar, axpy_f32_scalar, round_to_half_scalar, unpack_row_scalar, dot_unpacked_scalar},
 #if CK_X86
-    {dequantize_row_avx2, quantize_q8_avx2, vec_dot_avx2, direct_kernel_avx2, dot_f32_avx2, axpy_f32_avx2, unpack_row_avx2, dot_unpacked_avx2},
-    {dequantize_row_avx512, quantize_q8_avx512, vec_dot_avx512, direct_kernel_avx512, dot_f32_avx512, axpy_f32_avx512, unpack_row_avx512, dot_unpacked_avx512},
+    {dequantize_row_avx2, quantize_q8_avx2, vec_dot_avx2, direct_kernel_avx2, dot_f32_avx2, axpy_f32_avx2, round_to_half_avx2, unpack_row_avx2, dot_unpacked_avx2},
+    {dequantize_row_avx512, quantize_q8_avx512, vec_dot_avx512, direct_kernel_avx512, dot_f32_avx512, axpy_f32_avx512, round_to_half_avx512, unpack_row_avx512, dot_unpacked_avx512},
 #else
-    {dequantize_row_scalar, quantize_q8_scalar, vec_dot_scalar, direct_kernel_scalar, dot_f32_scalar, axpy_f32_scalar, unpack_row_scalar, dot_unpacked_scalar},
-    {dequantize_row_scalar, quantize_q8_scalar, vec_dot_scalar, direct_kernel_scalar, dot_f32_scalar, axpy_f32_scalar, unpack_row_scalar, dot_unpacked_scalar},
+    {dequantize_row_scalar, quantize_q8_scalar, vec_dot_scalar, direct_kernel_scalar, dot_f32_scalar, axpy_f32_scalar, round_to_half_scalar, unpack_row_scalar, dot_unpacked_scalar},
+    {dequantize_row_scalar, quantize_q8_scalar, vec_dot_scalar, direct_kernel_scalar, dot_f32_scalar, axpy_f32_scalar, round_to_half_scalar, unpack_row_scalar, dot_unpacked_scalar},
 #endif
 };
 
@@ -254,6 +255,7 @@ float ck_vec_dot(int type, const void *row, const float *x, const ck_q8_block *x
 
 float ck_dot_f32(const float *a, const float *b, int64_t n) { return ck_current()->dot_f32(a, b, n); }
 void ck_axpy_f32(float a, const float *x, float *y, int64_t n) { ck_current()->axpy_f32(a, x, y, n); }
+void ck_round_to_half(float *x, int64_t n) { ck_current()->round_to_half(x, n); }
 
 // MARK: thread pool
 
@@ -439,8 +441,8 @@ typedef struct {
 /// exact int32 lane sums, converted, scaled by (row scale × activation scale) and fused-added
 /// into eight float lanes; the same final reduction; minimum terms added block by block. So
 /// results do not depend on the tile shape, the batch size, or AVX2 versus AVX-512.
-static CK_AVX512_TARGET void ck_tile_avx512(const ck_w_tile *w, int rows, const ck_x_tiles *x, int64_t v0, int vectors,
-                                            float *y, int64_t y_stride) {
+static inline __attribute__((always_inline)) CK_AVX512_TARGET void ck_tile_avx512(
+    const ck_w_tile *w, int rows, const ck_x_tiles *x, int64_t v0, int vectors, float *y, int64_t y_stride) {
     __m256 acc[4][4];
     for (int r = 0; r < 4; r++)
         for (int v = 0; v < 4; v++) acc[r][v] = _mm256_setzero_ps();
@@ -506,51 +508,77 @@ static CK_AVX512_TARGET void ck_tiled_task(void *context, int64_t index) {
     int64_t first = index * job->rows_per_task;
     int64_t end = first + job->rows_per_task;
     if (end > job->rows) end = job->rows;
+    int64_t count = end - first;
     int64_t pb = job->x->padded_blocks;
-    ck_w_tile tiles[4];
-    uint8_t *memory = malloc((size_t)(4 * pb * (32 + 8 * 4 + 8 * 4 + 4)) + (size_t)pb * 8 + 256);
+    // Prepare every row of the task once (sized to stay in L2), then sweep vectors in tiles of
+    // four (their activations stay in L1) across row tiles of four.
+    ck_w_tile *tiles = malloc((size_t)count * sizeof(ck_w_tile));
+    uint8_t *memory = malloc((size_t)(count * pb * 100) + (size_t)pb * 8 + 64);
     float *scratch_scales = (float *)memory;
     uint8_t *cursor = memory + pb * 8 + 64;
-    for (int r = 0; r < 4; r++) {
+    for (int64_t r = 0; r < count; r++) {
         tiles[r].q = (int8_t *)cursor; cursor += pb * 32;
         tiles[r].corr = (int32_t *)cursor; cursor += pb * 32;
         tiles[r].lane_scale = (float *)cursor; cursor += pb * 32;
         tiles[r].mins = (float *)cursor; cursor += pb * 4;
+        ck_prepare_row_avx512(job->type, job->weights + (first + r) * job->row_stride, job->cols, pb, &tiles[r], scratch_scales);
     }
-    for (int64_t r0 = first; r0 < end; r0 += 4) {
-        int rows = (int)(end - r0 < 4 ? end - r0 : 4);
-        for (int r = 0; r < rows; r++)
-            ck_prepare_row_avx512(job->type, job->weights + (r0 + r) * job->row_stride, job->cols, pb, &tiles[r], scratch_scales);
-        for (int64_t v0 = 0; v0 < job->count; v0 += 4) {
-            int vectors = (int)(job->count - v0 < 4 ? job->count - v0 : 4);
-            ck_tile_avx512(tiles, rows, job->x, v0, vectors, job->y + r0, job->rows);
+    for (int64_t v0 = 0; v0 < job->count; v0 += 4) {
+        int vectors = (int)(job->count - v0 < 4 ? job->count - v0 : 4);
+        for (int64_t r0 = 0; r0 < count; r0 += 4) {
+            int rows = (int)(count - r0 < 4 ? count - r0 : 4);
+            // The full tile with constant bounds keeps the 16 accumulators in registers.
+            if (rows == 4 && vectors == 4)
+                ck_tile_avx512(tiles + r0, 4, job->x, v0, 4, job->y + first + r0, job->rows);
+            else
+                ck_tile_avx512(tiles + r0, rows, job->x, v0, vectors, job->y + first + r0, job->rows);
         }
     }
     free(memory);
+    free(tiles);
+}
+
+typedef struct {
+    const float *x;
+    int64_t cols;
+    int type;
+    ck_x_tiles *tiles;
+} ck_repack_job;
+
+/// Quantizes activation vector `v` and lays it out for the tiled kernel.
+static CK_AVX512_TARGET void ck_repack_task(void *context, int64_t v) {
+    ck_repack_job *job = (ck_repack_job *)context;
+    int64_t nb = job->cols / 32, pb = job->tiles->padded_blocks;
+    ck_q8_block *blocks = malloc((size_t)nb * sizeof(ck_q8_block));
+    quantize_q8_avx512(job->x + v * job->cols, blocks, job->cols, ck_activation_mode(job->type));
+    for (int64_t b = 0; b < nb; b++) {
+        uint8_t *ux = job->tiles->ux + (v * pb + b) * 32;
+        for (int j = 0; j < 32; j++) ux[j] = (uint8_t)(blocks[b].qs[j] ^ 0x80);  // x + 128
+        for (int j = 0; j < 8; j++) job->tiles->lane_d[(v * pb + b) * 8 + j] = blocks[b].d;
+        job->tiles->block_s[v * pb + b] = blocks[b].s;
+    }
+    free(blocks);
 }
 
 /// The AVX-512 path of `ck_matvec_multi` for quantized formats.
 static CK_AVX512_TARGET int ck_matvec_tiled_avx512(ck_pool *pool, int type, const void *weights, int64_t rows, int64_t cols,
                                                    int64_t row_stride, const float *x, int64_t count, float *y) {
-    int64_t nb = cols / 32, pb = nb;
-    ck_q8_block *blocks = malloc((size_t)nb * sizeof(ck_q8_block));
-    ck_x_tiles tiles = {pb, calloc((size_t)(count * pb * 32), 1), calloc((size_t)(count * pb * 8), sizeof(float)),
-                        calloc((size_t)(count * pb), sizeof(float))};
-    if (!blocks || !tiles.ux || !tiles.lane_d || !tiles.block_s) {
-        free(blocks); free(tiles.ux); free(tiles.lane_d); free(tiles.block_s);
+    int64_t pb = cols / 32;
+    ck_x_tiles tiles = {pb, malloc((size_t)(count * pb * 32)), malloc((size_t)(count * pb * 8) * sizeof(float)),
+                        malloc((size_t)(count * pb) * sizeof(float))};
+    if (!tiles.ux || !tiles.lane_d || !tiles.block_s) {
+        free(tiles.ux); free(tiles.lane_d); free(tiles.block_s);
         return 0;
     }
-    for (int64_t v = 0; v < count; v++) {
-        quantize_q8_avx512(x + v * cols, blocks, cols, ck_activation_mode(type));
-        for (int64_t b = 0; b < nb; b++) {
-            uint8_t *ux = tiles.ux + (v * pb + b) * 32;
-            for (int j = 0; j < 32; j++) ux[j] = (uint8_t)(blocks[b].qs[j] ^ 0x80);  // x + 128
-            for (int j = 0; j < 8; j++) tiles.lane_d[(v * pb + b) * 8 + j] = blocks[b].d;
-            tiles.block_s[v * pb + b] = blocks[b].s;
-        }
-    }
-    free(blocks);
-    ck_tiled_job job = {type, weights, rows, cols, row_stride, ck_rows_per_task(pool, rows), count, &tiles, y};
+    ck_repack_job repack = {x, cols, type, &tiles};
+    ck_pool_run(pool, ck_repack_task, &repack, count);
+    // Rows per task: prepared rows (100 bytes per 32 columns) within ~256 KiB, a multiple of 4,
+    // and at least four tasks per thread when the matrix allows.
+    int64_t per = (256 * 1024) / (pb * 100);
+    int64_t balanced = (rows + 4 * ck_pool_threads(pool) - 1) / (4 * ck_pool_threads(pool));
+    if (balanced < per) per = balanced;
+    per = per < 4 ? 4 : per / 4 * 4;
+    ck_tiled_job job = {type, weights, rows, cols, row_stride, per, count, &tiles, y};
     ck_pool_run(pool, ck_tiled_task, &job, (rows + job.rows_per_task - 1) / job.rows_per_task);
     free(tiles.ux); free(tiles.lane_d); free(tiles.block_s);
     return 1;

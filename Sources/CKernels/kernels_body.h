@@ -651,6 +651,17 @@ static CK_TARGET float (*CK_NAME(direct_kernel)(int type))(const uint8_t *, cons
     }
 }
 
+static CK_TARGET void CK_NAME(round_to_half)(float *x, int64_t n) {
+    int64_t i = 0;
+#if CK_VARIANT_AVX2 || CK_VARIANT_AVX512
+    for (; i + 8 <= n; i += 8) {
+        __m128i h = _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT);
+        _mm256_storeu_ps(x + i, _mm256_cvtph_ps(h));
+    }
+#endif
+    for (; i < n; i++) x[i] = ck_fp16_table[ck_f32_to_fp16(x[i])];
+}
+
 #undef CK_NAME
 #undef CK_CAT
 #undef CK_CAT2

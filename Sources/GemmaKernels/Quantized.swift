@@ -54,6 +54,25 @@ public final class KernelContext: @unchecked Sendable {
         scratch?.deallocate()
     }
 
+    /// Runs `body(i)` for every i in `0..<count` across the pool's threads and returns when all
+    /// are done. `body` must be safe to run concurrently for different indices (each index
+    /// writes only its own outputs).
+    public func parallelFor(_ count: Int, _ body: (Int) -> Void) {
+        guard count > 0 else { return }
+        if count == 1 || threads == 1 {
+            for i in 0..<count { body(i) }
+            return
+        }
+        withoutActuallyEscaping(body) { escapable in
+            var job = escapable
+            withUnsafeMutablePointer(to: &job) { pointer in
+                ck_pool_run(pool, { context, index in
+                    context!.assumingMemoryBound(to: ((Int) -> Void).self).pointee(Int(index))
+                }, pointer, Int64(count))
+            }
+        }
+    }
+
     /// A scratch buffer of at least `count` floats, valid until the next call.
     func scratchBuffer(count: Int) -> UnsafeMutablePointer<Float> {
         if count > scratchCount {
@@ -189,6 +208,12 @@ public enum VectorOps {
 
 /// Half-precision conversions (IEEE binary16 and bfloat16).
 public enum HalfFloat {
+    /// Rounds every value to the nearest f16 value (round to nearest even), in place.
+    public static func roundToHalf(_ values: UnsafeMutableBufferPointer<Float>) {
+        guard let base = values.baseAddress else { return }
+        ck_round_to_half(base, Int64(values.count))
+    }
+
     public static func f16ToFloat(_ bits: UInt16) -> Float { ck_fp16_to_f32(bits) }
     public static func floatToF16(_ value: Float) -> UInt16 { ck_f32_to_fp16(value) }
     public static func bf16ToFloat(_ bits: UInt16) -> Float { ck_bf16_to_f32(bits) }

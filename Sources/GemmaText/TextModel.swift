@@ -212,8 +212,13 @@ public final class TextModel: @unchecked Sendable {
         defer { gate.deallocate(); up.deallocate() }
         multiply(layer.gate, normed.baseAddress!, count: count, into: gate.baseAddress!)
         multiply(layer.up, normed.baseAddress!, count: count, into: up.baseAddress!)
-        Dense.geluTanh(gate)
-        for i in gate.indices { gate[i] *= up[i] }
+        // GELU(gate) · up, in row chunks across the pool (tanh dominates the element-wise work).
+        let intermediate = c.intermediateSize
+        kernels.parallelFor(count) { row in
+            let gateRow = UnsafeMutableBufferPointer(rebasing: gate[(row * intermediate)..<((row + 1) * intermediate)])
+            Dense.geluTanh(gateRow)
+            for i in gateRow.indices { gateRow[i] *= up[row * intermediate + i] }
+        }
         let down = UnsafeMutableBufferPointer<Float>.allocate(capacity: count * width)
         defer { down.deallocate() }
         multiply(layer.down, gate.baseAddress!, count: count, into: down.baseAddress!)
@@ -251,9 +256,9 @@ public final class TextModel: @unchecked Sendable {
         for i in queries.indices { queries[i] *= scale }
         if weights.halfPrecisionAttention {
             // llama.cpp keeps K and V in f16 and converts Q to f16 for the K·Q product.
-            Self.roundToHalf(queries)
-            Self.roundToHalf(keys)
-            Self.roundToHalf(values)
+            HalfFloat.roundToHalf(queries)
+            HalfFloat.roundToHalf(keys)
+            HalfFloat.roundToHalf(values)
         }
 
         // The keys this batch attends to, as one contiguous run of positions
@@ -296,15 +301,21 @@ public final class TextModel: @unchecked Sendable {
         // layer reads its ring in place (slot = position mod capacity).
         let inPlaceRing = !isGlobal && gathered == nil
         let groupSize = c.headCount / c.kvHeadCount
-        let scores = UnsafeMutableBufferPointer<Float>.allocate(capacity: keyCount)
-        defer { scores.deallocate() }
         // Every (query, key) product goes through the same dot and axpy kernels whether the
         // batch holds one position or many, so prefill and step-by-step decoding agree exactly.
-        for t in 0..<count {
-            let queryPosition = firstPosition + t
-            for h in 0..<c.headCount {
-                let kvOffset = (h / groupSize) * headDim
-                let query = queries.baseAddress! + t * qDim + h * headDim
+        // Work is split over (head, run of 8 queries); each task writes only its own outputs.
+        let queryRuns = (count + 7) / 8
+        let mixedBase = mixed.baseAddress!, queryBase = queries.baseAddress!
+        let halfPrecision = weights.halfPrecisionAttention
+        let cacheRef = cache
+        let attendTask = { (task: Int) in
+            let h = task % c.headCount
+            let kvOffset = (h / groupSize) * headDim
+            let scores = UnsafeMutableBufferPointer<Float>.allocate(capacity: keyCount)
+            defer { scores.deallocate() }
+            for t in ((task / c.headCount) * 8)..<min(count, (task / c.headCount) * 8 + 8) {
+                let queryPosition = firstPosition + t
+                let query = queryBase + t * qDim + h * headDim
                 for j in 0..<keyCount {
                     let keyPosition = keyStart + j
                     // Causal, or a member of the query's bidirectional group (only keys of this
@@ -321,18 +332,24 @@ public final class TextModel: @unchecked Sendable {
                         scores[j] = -.infinity
                         continue
                     }
-                    let row = inPlaceRing ? cache.slot(layer: index, position: keyPosition) : j
+                    let row = inPlaceRing ? cacheRef.slot(layer: index, position: keyPosition) : j
                     scores[j] = VectorOps.dot(query, keyRun + row * kvDim + kvOffset, count: headDim)
                 }
                 Dense.softmax(scores)
-                if weights.halfPrecisionAttention { Self.roundToHalf(scores) }
-                let out = mixed.baseAddress! + t * qDim + h * headDim
+                if halfPrecision { HalfFloat.roundToHalf(scores) }
+                let out = mixedBase + t * qDim + h * headDim
                 out.initialize(repeating: 0, count: headDim)
                 for j in 0..<keyCount where scores[j] != 0 {
-                    let row = inPlaceRing ? cache.slot(layer: index, position: keyStart + j) : j
+                    let row = inPlaceRing ? cacheRef.slot(layer: index, position: keyStart + j) : j
                     VectorOps.axpy(scores[j], valueRun + row * kvDim + kvOffset, out, count: headDim)
                 }
             }
+        }
+        let tasks = queryRuns * c.headCount
+        if count * keyCount * c.headCount >= 16_384 {
+            kernels.parallelFor(tasks, attendTask)
+        } else {
+            for task in 0..<tasks { attendTask(task) }
         }
 
         let output = UnsafeMutableBufferPointer<Float>.allocate(capacity: count * c.hiddenSize)
@@ -362,11 +379,6 @@ public final class TextModel: @unchecked Sendable {
         } else {
             matrix.matmul(x, count: count, into: y, context: kernels)
         }
-    }
-
-    /// Rounds every value to the nearest f16 (keeps f32 storage).
-    static func roundToHalf(_ values: UnsafeMutableBufferPointer<Float>) {
-        for i in values.indices { values[i] = HalfFloat.f16ToFloat(HalfFloat.floatToF16(values[i])) }
     }
 
     /// RMSNorm of every row (row length = weight length); weights already hold `1 + w`.

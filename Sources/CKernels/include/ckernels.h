@@ -67,6 +67,9 @@ void ck_quantize_q8(const float *x, ck_q8_block *dst, int64_t n, int mode);
 /// for float formats, `xq` (from `ck_quantize_q8`) for quantized formats; the other may be NULL.
 float ck_vec_dot(int type, const void *row, const float *x, const ck_q8_block *xq, int64_t n);
 
+/// Rounds `n` floats to the nearest f16 value (ties to even), in place.
+void ck_round_to_half(float *x, int64_t n);
+
 /// f32 helpers for attention.
 float ck_dot_f32(const float *a, const float *b, int64_t n);
 /// y += a · x
