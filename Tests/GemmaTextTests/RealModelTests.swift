@@ -50,7 +50,13 @@ final class RealModelTests: XCTestCase {
             RealPrompt.self, from: Data(contentsOf: textFixtures.appendingPathComponent("real_270m/prompt.json")))
         let model = try TextModel(path: path, threads: 2)
         XCTAssertEqual(model.config.layerCount, 18)
-        XCTAssertEqual(model.config.globalLayers.filter { $0 }.count, 3)
+        // Keys the GGUF lacks take Gemma 3's values: every 6th layer global, local RoPE base
+        // 10k, query_pre_attn_scalar = key length.
+        XCTAssertEqual(model.config.globalLayers, TextConfig.defaultGlobalLayers(count: 18))
+        XCTAssertEqual(model.config.localRopeBase, 10_000)
+        XCTAssertEqual(model.config.globalRopeBase, 1_000_000)
+        XCTAssertEqual(model.config.queryPreAttnScalar, Float(model.config.headDim))
+        XCTAssertEqual(model.config.slidingWindow, 512)
         let vocabulary = try XCTUnwrap(GGUFFile(path: path).stringArray("tokenizer.ggml.tokens"))
 
         let cache = model.makeCache(maxContext: 128)
