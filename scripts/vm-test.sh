@@ -111,6 +111,27 @@ for s in tokenizer vision decoder; do
   LC_ALL=C.UTF-8 SYSTEMD_COLORS=0 systemd-analyze security --offline=true --no-pager \
     "$pkg/systemd/gemma-$s.service" > "$run/share/security/gemma-$s.service.offline" 2>&1 || true
 done
+# The guest's generation, run here first with the same binaries (this CPU's kernels, e.g.
+# AVX-512) through systemd-socket-activate: the guest (AVX2 under TCG) must print the same.
+prompt="The capital of France is"
+if command -v systemd-socket-activate >/dev/null; then
+  h=$run/host
+  mkdir -p "$h"
+  systemd-socket-activate -l "$h/tokenizer.sock" --fdname=tokenizer \
+    "$bin/gemma-tokenizer" --model "$model" 2>"$h/tokenizer.log" & hp1=$!
+  systemd-socket-activate -l "$h/decoder.sock" --fdname=decoder \
+    "$bin/gemma-decoder" --model "$model" --tokenizer "unix:$h/tokenizer.sock" 2>"$h/decoder.log" & hp2=$!
+  for i in $(seq 1 50); do [ -S "$h/tokenizer.sock" ] && [ -S "$h/decoder.sock" ] && break; sleep 0.1; done
+  if timeout 300 "$bin/gemma" generate --decoder "unix:$h/decoder.sock" --prompt "$prompt" --max-tokens 8 \
+       > "$run/share/expected-generate.txt" 2>"$h/generate.err"; then
+    log "host generation: $(tr '\n' ' ' < "$run/share/expected-generate.txt")"
+  else
+    log "host generation failed: $(tr '\n' ' ' < "$h/generate.err")"
+    rm -f "$run/share/expected-generate.txt"
+  fi
+  kill "$hp1" "$hp2" 2>/dev/null || true
+  wait "$hp1" "$hp2" 2>/dev/null || true
+fi
 [ -n "${GEMMA_VM_KEEP:-}" ] && touch "$run/share/keep-running"
 share_mb=$(( $(du -sm "$run/share" | cut -f1) * 12 / 10 + 64 ))
 mkfs.ext4 -q -F -L gemmashare -d "$run/share" "$run/share.img" "${share_mb}M"
