@@ -136,18 +136,20 @@ typedef struct {
     float (*dot_f32)(const float *, const float *, int64_t);
     void (*axpy_f32)(float, const float *, float *, int64_t);
     void (*round_to_half)(float *, int64_t);
+    void (*f32_to_f16_row)(const float *, uint16_t *, int64_t);
+    void (*f16_to_f32_row)(const uint16_t *, float *, int64_t);
     int (*unpack_row)(int, const uint8_t *, int64_t, int8_t *, float *, float *);
     void (*dot_unpacked)(const int8_t *, const float *, const float *, int, int64_t, const ck_q8_block *, int64_t, float *, int64_t);
 } ck_variant;
 
 static const ck_variant ck_variants[3] = {
-    {dequantize_row_scalar, quantize_q8_scalar, vec_dot_scalar, direct_kernel_scalar, dot_f32_scalar, axpy_f32_scalar, round_to_half_scalar, unpack_row_scalar, dot_unpacked_scalar},
+    {dequantize_row_scalar, quantize_q8_scalar, vec_dot_scalar, direct_kernel_scalar, dot_f32_scalar, axpy_f32_scalar, round_to_half_scalar, f32_to_f16_row_scalar, f16_to_f32_row_scalar, unpack_row_scalar, dot_unpacked_scalar},
 #if CK_X86
-    {dequantize_row_avx2, quantize_q8_avx2, vec_dot_avx2, direct_kernel_avx2, dot_f32_avx2, axpy_f32_avx2, round_to_half_avx2, unpack_row_avx2, dot_unpacked_avx2},
-    {dequantize_row_avx512, quantize_q8_avx512, vec_dot_avx512, direct_kernel_avx512, dot_f32_avx512, axpy_f32_avx512, round_to_half_avx512, unpack_row_avx512, dot_unpacked_avx512},
+    {dequantize_row_avx2, quantize_q8_avx2, vec_dot_avx2, direct_kernel_avx2, dot_f32_avx2, axpy_f32_avx2, round_to_half_avx2, f32_to_f16_row_avx2, f16_to_f32_row_avx2, unpack_row_avx2, dot_unpacked_avx2},
+    {dequantize_row_avx512, quantize_q8_avx512, vec_dot_avx512, direct_kernel_avx512, dot_f32_avx512, axpy_f32_avx512, round_to_half_avx512, f32_to_f16_row_avx512, f16_to_f32_row_avx512, unpack_row_avx512, dot_unpacked_avx512},
 #else
-    {dequantize_row_scalar, quantize_q8_scalar, vec_dot_scalar, direct_kernel_scalar, dot_f32_scalar, axpy_f32_scalar, round_to_half_scalar, unpack_row_scalar, dot_unpacked_scalar},
-    {dequantize_row_scalar, quantize_q8_scalar, vec_dot_scalar, direct_kernel_scalar, dot_f32_scalar, axpy_f32_scalar, round_to_half_scalar, unpack_row_scalar, dot_unpacked_scalar},
+    {dequantize_row_scalar, quantize_q8_scalar, vec_dot_scalar, direct_kernel_scalar, dot_f32_scalar, axpy_f32_scalar, round_to_half_scalar, f32_to_f16_row_scalar, f16_to_f32_row_scalar, unpack_row_scalar, dot_unpacked_scalar},
+    {dequantize_row_scalar, quantize_q8_scalar, vec_dot_scalar, direct_kernel_scalar, dot_f32_scalar, axpy_f32_scalar, round_to_half_scalar, f32_to_f16_row_scalar, f16_to_f32_row_scalar, unpack_row_scalar, dot_unpacked_scalar},
 #endif
 };
 
@@ -256,6 +258,8 @@ float ck_vec_dot(int type, const void *row, const float *x, const ck_q8_block *x
 float ck_dot_f32(const float *a, const float *b, int64_t n) { return ck_current()->dot_f32(a, b, n); }
 void ck_axpy_f32(float a, const float *x, float *y, int64_t n) { ck_current()->axpy_f32(a, x, y, n); }
 void ck_round_to_half(float *x, int64_t n) { ck_current()->round_to_half(x, n); }
+void ck_f32_to_f16_row(const float *x, uint16_t *y, int64_t n) { ck_current()->f32_to_f16_row(x, y, n); }
+void ck_f16_to_f32_row(const uint16_t *x, float *y, int64_t n) { ck_current()->f16_to_f32_row(x, y, n); }
 
 // MARK: thread pool
 

@@ -662,6 +662,23 @@ static CK_TARGET void CK_NAME(round_to_half)(float *x, int64_t n) {
     for (; i < n; i++) x[i] = ck_fp16_table[ck_f32_to_fp16(x[i])];
 }
 
+static CK_TARGET void CK_NAME(f32_to_f16_row)(const float *x, uint16_t *y, int64_t n) {
+    int64_t i = 0;
+#if CK_VARIANT_AVX2 || CK_VARIANT_AVX512
+    for (; i + 8 <= n; i += 8)
+        _mm_storeu_si128((__m128i *)(y + i), _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT));
+#endif
+    for (; i < n; i++) y[i] = ck_f32_to_fp16(x[i]);
+}
+
+static CK_TARGET void CK_NAME(f16_to_f32_row)(const uint16_t *x, float *y, int64_t n) {
+    int64_t i = 0;
+#if CK_VARIANT_AVX2 || CK_VARIANT_AVX512
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x + i))));
+#endif
+    for (; i < n; i++) y[i] = ck_fp16_table[x[i]];
+}
+
 #undef CK_NAME
 #undef CK_CAT
 #undef CK_CAT2

@@ -215,6 +215,14 @@ public enum HalfFloat {
     }
 
     public static func f16ToFloat(_ bits: UInt16) -> Float { ck_fp16_to_f32(bits) }
+    /// Converts `count` floats to f16 bits (round to nearest even).
+    public static func floatsToF16(_ source: UnsafePointer<Float>, _ destination: UnsafeMutablePointer<UInt16>, count: Int) {
+        ck_f32_to_f16_row(source, destination, Int64(count))
+    }
+    /// Converts `count` f16 values to floats (exactly).
+    public static func f16ToFloats(_ source: UnsafePointer<UInt16>, _ destination: UnsafeMutablePointer<Float>, count: Int) {
+        ck_f16_to_f32_row(source, destination, Int64(count))
+    }
     public static func floatToF16(_ value: Float) -> UInt16 { ck_f32_to_fp16(value) }
     public static func bf16ToFloat(_ bits: UInt16) -> Float { ck_bf16_to_f32(bits) }
 }

@@ -1,9 +1,12 @@
+import GemmaKernels
+
 /// Keys and values of every layer for one sequence, and the inputs that produced them.
 ///
 /// Global layers keep every position up to `maxContext`; sliding-window layers keep a ring of
 /// `min(slidingWindow, maxContext)` positions (position p lives in slot p mod capacity), which
 /// is all a window ever reads. Memory, in bytes, is exactly
-/// `Σ over layers of capacity × kvHeads × headDim × 2 (K and V) × 4 (f32)` — see `kvBytes`.
+/// `Σ over layers of capacity × kvHeads × headDim × 2 (K and V) × elementBytes`, where
+/// `elementBytes` is 2 (f16) for GGUF models and 4 (f32) for safetensors ones — see `kvBytes`.
 ///
 /// The cache records what it holds (`history`: one fingerprint per position, and the
 /// bidirectional groups), so a caller can hand a whole new prompt to `TextModel.prefill` and
@@ -15,8 +18,10 @@ public final class KVCache: @unchecked Sendable {
     public let maxContext: Int
     /// Per layer: slots in its buffers (`maxContext` for global layers, the window for local).
     public let capacities: [Int]
-    let keys: [UnsafeMutablePointer<Float>]
-    let values: [UnsafeMutablePointer<Float>]
+    /// Bytes per stored K or V element: 2 when `config.halfPrecisionAttention`, else 4.
+    public let elementBytes: Int
+    private let keys: [UnsafeMutableRawPointer]
+    private let values: [UnsafeMutableRawPointer]
     /// One fingerprint per cached position: the token id, or a hash of an embedding override.
     public private(set) var history: [UInt64] = []
     /// Bidirectional groups among cached positions (absolute, sorted, disjoint).
@@ -27,12 +32,13 @@ public final class KVCache: @unchecked Sendable {
 
     /// Bytes held by the K and V buffers (the formula in the type's documentation).
     public var kvBytes: Int {
-        capacities.reduce(0) { $0 + $1 * config.kvDim * 2 * MemoryLayout<Float>.size }
+        capacities.reduce(0) { $0 + $1 * config.kvDim * 2 * elementBytes }
     }
 
     /// The K/V bytes a cache for `maxContext` positions would take, without allocating it.
     public static func kvBytes(config: TextConfig, maxContext: Int) -> Int {
-        capacities(config: config, maxContext: maxContext).reduce(0) { $0 + $1 * config.kvDim * 8 }
+        let elementBytes = config.halfPrecisionAttention ? 2 : 4
+        return capacities(config: config, maxContext: maxContext).reduce(0) { $0 + $1 * config.kvDim * 2 * elementBytes }
     }
 
     static func capacities(config: TextConfig, maxContext: Int) -> [Int] {
@@ -44,16 +50,16 @@ public final class KVCache: @unchecked Sendable {
         self.config = config
         self.maxContext = maxContext
         capacities = Self.capacities(config: config, maxContext: maxContext)
-        keys = capacities.map { capacity in
-            let buffer = UnsafeMutablePointer<Float>.allocate(capacity: capacity * config.kvDim)
-            buffer.initialize(repeating: 0, count: capacity * config.kvDim)
+        let elementBytes = config.halfPrecisionAttention ? 2 : 4
+        self.elementBytes = elementBytes
+        func allocate(_ capacity: Int) -> UnsafeMutableRawPointer {
+            let bytes = capacity * config.kvDim * elementBytes
+            let buffer = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
+            buffer.initializeMemory(as: UInt8.self, repeating: 0, count: bytes)
             return buffer
         }
-        values = capacities.map { capacity in
-            let buffer = UnsafeMutablePointer<Float>.allocate(capacity: capacity * config.kvDim)
-            buffer.initialize(repeating: 0, count: capacity * config.kvDim)
-            return buffer
-        }
+        keys = capacities.map(allocate)
+        values = capacities.map(allocate)
     }
 
     deinit {
@@ -65,6 +71,34 @@ public final class KVCache: @unchecked Sendable {
     public func reset() {
         history.removeAll(keepingCapacity: true)
         groups.removeAll()
+    }
+
+    /// Writes one position's K and V rows (`kvDim` floats each) into `slot` of `layer`.
+    func store(layer: Int, slot: Int, key: UnsafePointer<Float>, value: UnsafePointer<Float>) {
+        let offset = slot * config.kvDim * elementBytes
+        if elementBytes == 2 {
+            HalfFloat.floatsToF16(key, (keys[layer] + offset).assumingMemoryBound(to: UInt16.self), count: config.kvDim)
+            HalfFloat.floatsToF16(value, (values[layer] + offset).assumingMemoryBound(to: UInt16.self), count: config.kvDim)
+        } else {
+            (keys[layer] + offset).assumingMemoryBound(to: Float.self).update(from: key, count: config.kvDim)
+            (values[layer] + offset).assumingMemoryBound(to: Float.self).update(from: value, count: config.kvDim)
+        }
+    }
+
+    /// Reads `count` floats of slot `slot`'s K (or V) row of `layer`, from element `offset`.
+    func load(layer: Int, slot: Int, offset: Int = 0, count: Int, value: Bool, into destination: UnsafeMutablePointer<Float>) {
+        let base = (value ? values : keys)[layer] + (slot * config.kvDim + offset) * elementBytes
+        if elementBytes == 2 {
+            HalfFloat.f16ToFloats(base.assumingMemoryBound(to: UInt16.self), destination, count: count)
+        } else {
+            destination.update(from: base.assumingMemoryBound(to: Float.self), count: count)
+        }
+    }
+
+    /// The f32 K (or V) row of slot `slot` in place, when the cache stores f32.
+    func f32Row(layer: Int, slot: Int, value: Bool) -> UnsafePointer<Float>? {
+        guard elementBytes == 4 else { return nil }
+        return UnsafePointer(((value ? values : keys)[layer] + slot * config.kvDim * 4).assumingMemoryBound(to: Float.self))
     }
 
     /// Slot of `position` in layer `layer`'s buffers.

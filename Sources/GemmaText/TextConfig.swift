@@ -27,6 +27,10 @@ public struct TextConfig: Sendable, Equatable {
     public var globalLayers: [Bool]
     /// Longest context the checkpoint was trained for (`context_length`/`max_position_embeddings`).
     public var maxPositions: Int
+    /// Attention numerics of the format's reference implementation: `true` for GGUF (llama.cpp
+    /// keeps K and V in f16 and rounds Q and the attention weights to f16; the cache then
+    /// stores f16), `false` for safetensors (transformers computes in f32; the cache stores f32).
+    public var halfPrecisionAttention = false
 
     public var queryScale: Float { 1 / queryPreAttnScalar.squareRoot() }
     public var kvDim: Int { kvHeadCount * headDim }
@@ -100,7 +104,8 @@ extension TextConfig {
             globalRopeBase: gguf.float("gemma3.rope.freq_base") ?? 1_000_000,
             globalRopeScaling: globalScaling,
             globalLayers: globalLayers,
-            maxPositions: gguf.int("gemma3.context_length") ?? 131_072)
+            maxPositions: gguf.int("gemma3.context_length") ?? 131_072,
+            halfPrecisionAttention: true)
         try validate()
     }
 }

@@ -254,7 +254,7 @@ public final class TextModel: @unchecked Sendable {
         }
         let scale = c.queryScale
         for i in queries.indices { queries[i] *= scale }
-        if weights.halfPrecisionAttention {
+        if c.halfPrecisionAttention {
             // llama.cpp keeps K and V in f16 and converts Q to f16 for the K·Q product.
             HalfFloat.roundToHalf(queries)
             HalfFloat.roundToHalf(keys)
@@ -266,53 +266,62 @@ public final class TextModel: @unchecked Sendable {
         let window = c.slidingWindow
         let keyStart = isGlobal ? 0 : max(0, firstPosition - window + 1)
         let keyCount = firstPosition + count - keyStart
-        let cacheKeys = cache.keys[index], cacheValues = cache.values[index]
-        var keyRun = cacheKeys, valueRun = cacheValues
-        var gathered: (UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>)?
-        if !isGlobal && count > 1 {
-            // A ring's slots are not in position order: copy the older keys the window still
-            // needs, then this batch's, before the batch overwrites ring slots.
+        // A batch reads its keys from one contiguous f32 run in position order: the older keys
+        // it may see (a ring's slots are not in position order, and an f16 cache needs
+        // converting), then its own. Taken before the batch overwrites ring slots. A single
+        // position (decode) reads the cache in place instead.
+        var keyRun: UnsafeMutablePointer<Float>?, valueRun: UnsafeMutablePointer<Float>?
+        // A global layer with an f32 cache is already such a run (slot = position): read in place.
+        let globalInPlace = isGlobal && cache.elementBytes == 4
+        if count > 1 && !globalInPlace {
             let k = UnsafeMutablePointer<Float>.allocate(capacity: keyCount * kvDim)
             let v = UnsafeMutablePointer<Float>.allocate(capacity: keyCount * kvDim)
             for p in keyStart..<firstPosition {
                 let slot = cache.slot(layer: index, position: p)
-                (k + (p - keyStart) * kvDim).update(from: cacheKeys + slot * kvDim, count: kvDim)
-                (v + (p - keyStart) * kvDim).update(from: cacheValues + slot * kvDim, count: kvDim)
+                cache.load(layer: index, slot: slot, count: kvDim, value: false, into: k + (p - keyStart) * kvDim)
+                cache.load(layer: index, slot: slot, count: kvDim, value: true, into: v + (p - keyStart) * kvDim)
             }
             (k + (firstPosition - keyStart) * kvDim).update(from: keys.baseAddress!, count: count * kvDim)
             (v + (firstPosition - keyStart) * kvDim).update(from: values.baseAddress!, count: count * kvDim)
-            gathered = (k, v)
             keyRun = k
             valueRun = v
         }
-        defer { if let (k, v) = gathered { k.deallocate(); v.deallocate() } }
+        defer { keyRun?.deallocate(); valueRun?.deallocate() }
 
         // Store the batch in the cache (a ring keeps only its last `capacity` positions).
         let capacity = cache.capacities[index]
         for t in max(0, count - capacity)..<count {
-            let slot = cache.slot(layer: index, position: firstPosition + t)
-            (cacheKeys + slot * kvDim).update(from: keys.baseAddress! + t * kvDim, count: kvDim)
-            (cacheValues + slot * kvDim).update(from: values.baseAddress! + t * kvDim, count: kvDim)
+            cache.store(layer: index, slot: cache.slot(layer: index, position: firstPosition + t),
+                        key: keys.baseAddress! + t * kvDim, value: values.baseAddress! + t * kvDim)
         }
 
         let mixed = UnsafeMutableBufferPointer<Float>.allocate(capacity: count * qDim)
         defer { mixed.deallocate() }
-        // Key j of the run lives at `keyRun + j·kvDim` when gathered or global; a decoding local
-        // layer reads its ring in place (slot = position mod capacity).
-        let inPlaceRing = !isGlobal && gathered == nil
         let groupSize = c.headCount / c.kvHeadCount
         // Every (query, key) product goes through the same dot and axpy kernels whether the
         // batch holds one position or many, so prefill and step-by-step decoding agree exactly.
         // Work is split over (head, run of 8 queries); each task writes only its own outputs.
         let queryRuns = (count + 7) / 8
         let mixedBase = mixed.baseAddress!, queryBase = queries.baseAddress!
-        let halfPrecision = weights.halfPrecisionAttention
+        let halfPrecision = c.halfPrecisionAttention
         let cacheRef = cache
         let attendTask = { (task: Int) in
             let h = task % c.headCount
             let kvOffset = (h / groupSize) * headDim
             let scores = UnsafeMutableBufferPointer<Float>.allocate(capacity: keyCount)
-            defer { scores.deallocate() }
+            let converted = UnsafeMutablePointer<Float>.allocate(capacity: headDim)
+            defer { scores.deallocate(); converted.deallocate() }
+            /// Head `h`'s part of the K (or V) row of key j: from the run, or (decode) from the
+            /// cache in place, converted from f16 when the cache stores f16 — the same values
+            /// either way, so decode and prefill agree exactly.
+            func row(_ j: Int, value: Bool) -> UnsafePointer<Float> {
+                if let run = value ? valueRun : keyRun { return UnsafePointer(run + j * kvDim + kvOffset) }
+                // Otherwise read the cache (global layers: slot = position, so j's slot is j).
+                let slot = cacheRef.slot(layer: index, position: keyStart + j)
+                if let inPlace = cacheRef.f32Row(layer: index, slot: slot, value: value) { return inPlace + kvOffset }
+                cacheRef.load(layer: index, slot: slot, offset: kvOffset, count: headDim, value: value, into: converted)
+                return UnsafePointer(converted)
+            }
             for t in ((task / c.headCount) * 8)..<min(count, (task / c.headCount) * 8 + 8) {
                 let queryPosition = firstPosition + t
                 let query = queryBase + t * qDim + h * headDim
@@ -332,16 +341,14 @@ public final class TextModel: @unchecked Sendable {
                         scores[j] = -.infinity
                         continue
                     }
-                    let row = inPlaceRing ? cacheRef.slot(layer: index, position: keyPosition) : j
-                    scores[j] = VectorOps.dot(query, keyRun + row * kvDim + kvOffset, count: headDim)
+                    scores[j] = VectorOps.dot(query, row(j, value: false), count: headDim)
                 }
                 Dense.softmax(scores)
                 if halfPrecision { HalfFloat.roundToHalf(scores) }
                 let out = mixedBase + t * qDim + h * headDim
                 out.initialize(repeating: 0, count: headDim)
                 for j in 0..<keyCount where scores[j] != 0 {
-                    let row = inPlaceRing ? cacheRef.slot(layer: index, position: keyStart + j) : j
-                    VectorOps.axpy(scores[j], valueRun + row * kvDim + kvOffset, out, count: headDim)
+                    VectorOps.axpy(scores[j], row(j, value: true), out, count: headDim)
                 }
             }
         }

@@ -31,9 +31,6 @@ struct TextWeights: @unchecked Sendable {
     let embeddingScale: Float
     let layers: [LayerWeights]
     let finalNorm: [Float]
-    /// Round Q, K, V and attention probabilities to f16, as llama.cpp (the reference for GGUF)
-    /// does with its f16 KV cache; transformers (the reference for safetensors) keeps f32.
-    let halfPrecisionAttention: Bool
     /// Keeps the mappings alive.
     let storage: [AnyObject]
 }
@@ -113,7 +110,6 @@ extension TextWeights {
             embeddingScale: Float(Double(c.hiddenSize).squareRoot()),
             layers: layers,
             finalNorm: try vector("output_norm.weight", count: c.hiddenSize),
-            halfPrecisionAttention: true,
             storage: [file])
     }
 
@@ -179,7 +175,6 @@ extension TextWeights {
             embeddingScale: roundedScale(Float(Double(c.hiddenSize).squareRoot()), to: embedding.format),
             layers: layers,
             finalNorm: try vector("norm.weight", count: c.hiddenSize),
-            halfPrecisionAttention: false,
             storage: [checkpoint])
     }
 

@@ -60,6 +60,9 @@ final class RealModelTests: XCTestCase {
         let vocabulary = try XCTUnwrap(GGUFFile(path: path).stringArray("tokenizer.ggml.tokens"))
 
         let cache = model.makeCache(maxContext: 128)
+        // GGUF: f16 K/V as llama.cpp; 15 local layers hold min(512, 128) positions, 3 global 128.
+        XCTAssertEqual(cache.elementBytes, 2)
+        XCTAssertEqual(cache.kvBytes, 18 * 128 * model.config.kvDim * 2 * 2)
         var logits = try model.prefill(tokens: prompt.ids, cache: cache)
         var generated: [Int32] = []
         var sampler = Sampler(parameters: SamplingParameters())  // temperature 0: greedy

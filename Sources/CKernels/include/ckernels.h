@@ -67,6 +67,10 @@ void ck_quantize_q8(const float *x, ck_q8_block *dst, int64_t n, int mode);
 /// for float formats, `xq` (from `ck_quantize_q8`) for quantized formats; the other may be NULL.
 float ck_vec_dot(int type, const void *row, const float *x, const ck_q8_block *xq, int64_t n);
 
+/// Converts `n` floats to f16 bits (round to nearest even) / f16 bits to floats.
+void ck_f32_to_f16_row(const float *x, uint16_t *y, int64_t n);
+void ck_f16_to_f32_row(const uint16_t *x, float *y, int64_t n);
+
 /// Rounds `n` floats to the nearest f16 value (ties to even), in place.
 void ck_round_to_half(float *x, int64_t n);
 
