@@ -266,14 +266,15 @@ public final class TextModel: @unchecked Sendable {
         let window = c.slidingWindow
         let keyStart = isGlobal ? 0 : max(0, firstPosition - window + 1)
         let keyCount = firstPosition + count - keyStart
-        // A batch reads its keys from one contiguous f32 run in position order: the older keys
-        // it may see (a ring's slots are not in position order, and an f16 cache needs
-        // converting), then its own. Taken before the batch overwrites ring slots. A single
-        // position (decode) reads the cache in place instead.
+        // Attention reads keys from one contiguous f32 run in position order: the older keys it
+        // may see (a ring's slots are not in position order, and an f16 cache needs
+        // converting), then the batch's own. Taken before the batch overwrites ring slots. A
+        // single position with an f32 cache (decode) reads the cache in place instead.
         var keyRun: UnsafeMutablePointer<Float>?, valueRun: UnsafeMutablePointer<Float>?
         // A global layer with an f32 cache is already such a run (slot = position): read in place.
         let globalInPlace = isGlobal && cache.elementBytes == 4
-        if count > 1 && !globalInPlace {
+        // An f16 cache is converted once per layer here, not once per head in the loop below.
+        if (count > 1 || cache.elementBytes == 2) && !globalInPlace {
             let k = UnsafeMutablePointer<Float>.allocate(capacity: keyCount * kvDim)
             let v = UnsafeMutablePointer<Float>.allocate(capacity: keyCount * kvDim)
             for p in keyStart..<firstPosition {
