@@ -56,7 +56,7 @@ public final class KernelContext: @unchecked Sendable {
 
     /// Runs `body(i)` for every i in `0..<count` across the pool's threads and returns when all
     /// are done. `body` must be safe to run concurrently for different indices (each index
-    /// writes only its own outputs).
+    /// writes only its own outputs) and must not use this context itself (no nested pool runs).
     public func parallelFor(_ count: Int, _ body: (Int) -> Void) {
         guard count > 0 else { return }
         if count == 1 || threads == 1 {

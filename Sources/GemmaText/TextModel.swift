@@ -365,14 +365,14 @@ public final class TextModel: @unchecked Sendable {
         return output
     }
 
-    /// Final norm, then logits against the tied embedding for `rows` of `hidden`.
+    /// Final norm, then logits from the output head (the tied embedding) for `rows` of `hidden`.
     private func outputLogits(hidden: UnsafeMutablePointer<Float>, rows: Range<Int>) -> [Float] {
         let width = config.hiddenSize
         let normed = UnsafeMutableBufferPointer(start: hidden + rows.lowerBound * width, count: rows.count * width)
         rmsNorm(normed, weights.finalNorm)
         var logits = [Float](repeating: 0, count: rows.count * config.vocabSize)
         logits.withUnsafeMutableBufferPointer { out in
-            multiply(weights.embedding, normed.baseAddress!, count: rows.count, into: out.baseAddress!)
+            multiply(weights.outputHead, normed.baseAddress!, count: rows.count, into: out.baseAddress!)
         }
         return logits
     }

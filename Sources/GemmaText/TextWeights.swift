@@ -25,8 +25,11 @@ struct LayerWeights: @unchecked Sendable {
 /// Holds the file objects, which own the mappings the matrices point into.
 struct TextWeights: @unchecked Sendable {
     let config: TextConfig
-    /// `[vocab × hidden]` embedding, also the tied output head.
+    /// `[vocab × hidden]` embedding.
     let embedding: WeightMatrix
+    /// `[vocab × hidden]` output head: the embedding itself (Gemma ties them) unless a GGUF
+    /// carries a separate `output.weight`.
+    let outputHead: WeightMatrix
     /// Embedding rows are multiplied by this (√hidden, rounded as the format's reference does).
     let embeddingScale: Float
     let layers: [LayerWeights]
@@ -103,9 +106,13 @@ extension TextWeights {
                 down: try matrix(p + "ffn_down.weight", rows: c.hiddenSize, columns: c.intermediateSize),
                 postFeedForwardNorm: try vector(p + "post_ffw_norm.weight", count: c.hiddenSize))
         }
+        let embedding = try matrix("token_embd.weight", rows: c.vocabSize, columns: c.hiddenSize)
+        let head = file.tensor("output.weight") == nil
+            ? embedding : try matrix("output.weight", rows: c.vocabSize, columns: c.hiddenSize)
         return TextWeights(
             config: config,
-            embedding: try matrix("token_embd.weight", rows: c.vocabSize, columns: c.hiddenSize),
+            embedding: embedding,
+            outputHead: head,
             // llama.cpp multiplies by an unrounded f32 √hidden.
             embeddingScale: Float(Double(c.hiddenSize).squareRoot()),
             layers: layers,
@@ -172,6 +179,7 @@ extension TextWeights {
         return TextWeights(
             config: config,
             embedding: embedding,
+            outputHead: embedding,
             embeddingScale: roundedScale(Float(Double(c.hiddenSize).squareRoot()), to: embedding.format),
             layers: layers,
             finalNorm: try vector("norm.weight", count: c.hiddenSize),
