@@ -349,6 +349,26 @@ else
   check others-keep-working fail "tokenizer exit $trc: $(echo "$tout" | one_line); decoder exit $drc: $(echo "$dout" | one_line)"
 fi
 
+# The same with a service that exists today (the tokenizer): a bad path, then the operator
+# fixes the conf, resets the failed units and it serves again.
+since=$(date +%s)
+sed -i "s|^GEMMA_TOKENIZER_MODEL=.*|GEMMA_TOKENIZER_MODEL=$share/model/no-such-tokenizer.gguf|" /etc/gemma/tokenizer.conf
+systemctl stop gemma-tokenizer.service
+out=$(gemma health --timeout 120 --tokenizer "$tok" 2>&1); rc=$?
+wait_for 90 sh -c '[ "$(systemctl is-failed gemma-tokenizer.service)" = failed ]'
+state=$(systemctl is-failed gemma-tokenizer.service)
+line=$(journalctl --no-pager -o cat -u gemma-tokenizer.service --since "@$since" | grep -F "no-such-tokenizer.gguf" | head -1)
+if [ "$state" = failed ] && [ -n "$line" ] && [ $rc -ne 0 ]; then
+  check failed-start-tokenizer ok "is-failed: $state; socket: $(systemctl is-failed gemma-tokenizer.socket); journal: $line"
+else
+  check failed-start-tokenizer fail "is-failed: $state; health exit $rc ($(echo "$out" | one_line)); journal line naming the file: '${line}'"
+fi
+sed -i "s|^GEMMA_TOKENIZER_MODEL=.*|GEMMA_TOKENIZER_MODEL=$model|" /etc/gemma/tokenizer.conf
+systemctl reset-failed gemma-tokenizer.service gemma-tokenizer.socket
+systemctl start gemma-tokenizer.socket
+out=$(gemma health --tokenizer "$tok" 2>&1); rc=$?
+if [ $rc -eq 0 ]; then check recovers-after-fix ok "$(echo "$out" | one_line)"; else check recovers-after-fix fail "exit $rc: $(echo "$out" | one_line)"; fi
+
 # --- no process of ours died of an illegal instruction ---------------------------------------
 ill=$(journalctl --no-pager -o cat | grep -E 'status=4/ILL|SIGILL' | sort -u | one_line)
 if [ -z "$ill" ]; then check no-sigill ok "no status=4/ILL in the journal"; else check no-sigill fail "$ill"; fi
