@@ -259,6 +259,9 @@ static CK_TARGET void CK_NAME(quantize_q8)(const float *x, ck_q8_block *out, int
 }
 
 // MARK: dot products
+//
+// Every multiply-add is an explicit fmaf, so the portable build rounds exactly like the
+// AVX builds (where the compiler emits the FMA instruction) and results match across machines.
 
 static CK_TARGET float CK_NAME(dot_f32)(const float *a, const float *b, int64_t n) {
     // Sixteen independent partial sums let the compiler keep them in one vector register
@@ -266,15 +269,15 @@ static CK_TARGET float CK_NAME(dot_f32)(const float *a, const float *b, int64_t 
     float acc[16] = {0};
     int64_t i = 0;
     for (; i + 16 <= n; i += 16)
-        for (int j = 0; j < 16; j++) acc[j] += a[i + j] * b[i + j];
+        for (int j = 0; j < 16; j++) acc[j] = fmaf(a[i + j], b[i + j], acc[j]);
     float sum = 0;
     for (int j = 0; j < 16; j++) sum += acc[j];
-    for (; i < n; i++) sum += a[i] * b[i];
+    for (; i < n; i++) sum = fmaf(a[i], b[i], sum);
     return sum;
 }
 
 static CK_TARGET void CK_NAME(axpy_f32)(float a, const float *x, float *y, int64_t n) {
-    for (int64_t i = 0; i < n; i++) y[i] += a * x[i];
+    for (int64_t i = 0; i < n; i++) y[i] = fmaf(a, x[i], y[i]);
 }
 
 static CK_TARGET float CK_NAME(dot_f16)(const uint8_t *row, const float *x, int64_t n) {
@@ -286,13 +289,13 @@ static CK_TARGET float CK_NAME(dot_f16)(const uint8_t *row, const float *x, int6
             uint16_t h; memcpy(&h, row + 2 * (i + j), 2);
             tmp[j] = ck_fp16_table[h];
         }
-        for (int j = 0; j < 16; j++) acc[j] += tmp[j] * x[i + j];
+        for (int j = 0; j < 16; j++) acc[j] = fmaf(tmp[j], x[i + j], acc[j]);
     }
     float sum = 0;
     for (int j = 0; j < 16; j++) sum += acc[j];
     for (; i < n; i++) {
         uint16_t h; memcpy(&h, row + 2 * i, 2);
-        sum += ck_fp16_table[h] * x[i];
+        sum = fmaf(ck_fp16_table[h], x[i], sum);
     }
     return sum;
 }
@@ -306,7 +309,7 @@ static CK_TARGET float CK_NAME(dot_bf16)(const uint8_t *row, const float *x, int
             uint32_t bits = (uint32_t)w[i + j] << 16;
             float f;
             memcpy(&f, &bits, 4);
-            acc[j] += f * x[i + j];
+            acc[j] = fmaf(f, x[i + j], acc[j]);
         }
     }
     float sum = 0;
@@ -315,7 +318,7 @@ static CK_TARGET float CK_NAME(dot_bf16)(const uint8_t *row, const float *x, int
         uint32_t bits = (uint32_t)w[i] << 16;
         float f;
         memcpy(&f, &bits, 4);
-        sum += f * x[i];
+        sum = fmaf(f, x[i], sum);
     }
     return sum;
 }
@@ -393,6 +396,13 @@ static CK_TARGET float CK_NAME(vec_dot)(int type, const void *src, const float *
 }
 
 // MARK: batched int8 products (prefill and decode share them)
+
+/// The AVX kernels' reduction of eight float lanes: (a0+a4) + (a2+a6) and (a1+a5) + (a3+a7),
+/// then their sum.
+static inline float CK_NAME(reduce8_lanes)(const float *a) {
+    float h0 = a[0] + a[4], h1 = a[1] + a[5], h2 = a[2] + a[6], h3 = a[3] + a[7];
+    return (h0 + h2) + (h1 + h3);
+}
 
 /// Decodes one stored row into int8 values plus, per 32-element block, two scales (for its
 /// low and high 16 elements; equal except for Q6_K, whose sub-blocks are 16 wide) and the
@@ -486,14 +496,20 @@ static CK_TARGET void CK_NAME(dot_unpacked)(const int8_t *q, const float *scales
         half = _mm_add_ss(half, _mm_movehdup_ps(half));
         y[v * y_stride] = _mm_cvtss_f32(half) + minimums;
 #else
-        float sum = 0;
+        // The AVX kernels' arithmetic lane by lane: eight int32 sums of 4 products, scaled
+        // (lanes 0–3 by lo·d, 4–7 by hi·d), fused-added, then the same reduction order.
+        float acc[8] = {0};
         for (int64_t b = 0; b < nb; b++) {
-            int32_t lo = CK_NAME(dot16_i8)(q + 32 * b, xb[b].qs);
-            int32_t hi = CK_NAME(dot16_i8)(q + 32 * b + 16, xb[b].qs + 16);
-            sum += xb[b].d * (scales[2 * b] * (float)lo + scales[2 * b + 1] * (float)hi);
-            if (has_min) minimums += mins[b] * xb[b].s;
+            float lo = scales[2 * b] * xb[b].d, hi = scales[2 * b + 1] * xb[b].d;
+            for (int lane = 0; lane < 8; lane++) {
+                int32_t sum = 0;
+                for (int k = 4 * lane; k < 4 * lane + 4; k++) sum += (int32_t)q[32 * b + k] * (int32_t)xb[b].qs[k];
+                acc[lane] = fmaf((float)sum, lane < 4 ? lo : hi, acc[lane]);
+            }
         }
-        y[v * y_stride] = sum + minimums;
+        if (has_min)
+            for (int64_t b = 0; b < nb; b++) minimums = fmaf(mins[b], xb[b].s, minimums);
+        y[v * y_stride] = CK_NAME(reduce8_lanes)(acc) + minimums;
 #endif
     }
 }
@@ -521,15 +537,17 @@ static CK_TARGET float CK_NAME(dot_q8_0_direct)(const uint8_t *p, const ck_q8_bl
     half = _mm_add_ss(half, _mm_movehdup_ps(half));
     return _mm_cvtss_f32(half) + 0.0f;
 #else
-    float sum = 0;
+    float acc[8] = {0};
     for (int64_t b = 0; b < nb; b++, p += 34) {
         const int8_t *q = (const int8_t *)(p + 2);
-        int32_t lo = CK_NAME(dot16_i8)(q, xb[b].qs);
-        int32_t hi = CK_NAME(dot16_i8)(q + 16, xb[b].qs + 16);
-        float d = ck_half(p);
-        sum += xb[b].d * (d * (float)lo + d * (float)hi);
+        float scale = ck_half(p) * xb[b].d;
+        for (int lane = 0; lane < 8; lane++) {
+            int32_t sum = 0;
+            for (int k = 4 * lane; k < 4 * lane + 4; k++) sum += (int32_t)q[k] * (int32_t)xb[b].qs[k];
+            acc[lane] = fmaf((float)sum, scale, acc[lane]);
+        }
     }
-    return sum + 0.0f;
+    return CK_NAME(reduce8_lanes)(acc) + 0.0f;
 #endif
 }
 

@@ -163,24 +163,47 @@ final class QuantizedTests: XCTestCase {
         }
     }
 
-    /// Quantized products give bit-identical results on AVX2 and AVX-512 (exact integer lane
-    /// sums, the same float operations), so an AVX2-only machine reproduces this one.
-    func testQuantizedResultsAreIdenticalOnAVX2AndAVX512() throws {
-        guard KernelISA.best == .avx512 else { throw XCTSkip("needs AVX-512 to compare") }
+    /// Quantized products, f32 dot/axpy and f16 rounding give bit-identical results on every
+    /// implementation (exact integer lane sums, the same fused float operations in the same
+    /// order), so an AVX2-only or non-x86 machine reproduces this one's outputs.
+    func testResultsAreIdenticalOnEveryImplementation() throws {
+        let isas = availableISAs
+        guard isas.count > 1 else { throw XCTSkip("only one implementation on this CPU") }
         let context = KernelContext(threads: 2)
         for golden in try loadGoldens() where ck_uses_q8_activations(Int32(golden.format.rawValue)) != 0 {
             try golden.blocks.withUnsafeBytes { bytes in
                 let matrix = try WeightMatrix(format: golden.format, bytes: bytes, rows: golden.rows, columns: golden.columns)
                 let x = randomFloats(5 * golden.columns, seed: 21)
-                var results: [[Float]] = []
-                for isa in [KernelISA.avx2, .avx512] {
-                    XCTAssertTrue(KernelISA.select(isa))
-                    var y = [Float](repeating: .nan, count: 5 * golden.rows)
-                    y.withUnsafeMutableBufferPointer { matrix.matmul(x, count: 5, into: $0.baseAddress!, context: context) }
-                    results.append(y)
+                for count in [1, 5] {
+                    var results: [[Float]] = []
+                    for isa in isas {
+                        XCTAssertTrue(KernelISA.select(isa))
+                        var y = [Float](repeating: .nan, count: count * golden.rows)
+                        y.withUnsafeMutableBufferPointer { matrix.matmul(x, count: count, into: $0.baseAddress!, context: context) }
+                        results.append(y)
+                    }
+                    for r in results.dropFirst() { XCTAssertEqual(r, results[0], "\(golden.format) batch \(count)") }
                 }
-                XCTAssertEqual(results[0], results[1], "\(golden.format)")
             }
+        }
+        // Values spanning normal, subnormal and overflowing f16 ranges.
+        let a = randomFloats(1000, seed: 5).enumerated().map { $0.element * Float(sign: .plus, exponent: $0.offset % 40 - 28, significand: 1) }
+        let b = randomFloats(1000, seed: 6)
+        var dots: [Float] = [], axpys: [[Float]] = [], rounded: [[Float]] = []
+        for isa in isas {
+            XCTAssertTrue(KernelISA.select(isa))
+            dots.append(VectorOps.dot(a, b, count: 1000))
+            var y = b
+            y.withUnsafeMutableBufferPointer { VectorOps.axpy(0.37, a, $0.baseAddress!, count: 1000) }
+            axpys.append(y)
+            var r = a
+            r.withUnsafeMutableBufferPointer { HalfFloat.roundToHalf($0) }
+            rounded.append(r)
+        }
+        XCTAssertEqual(Set(dots).count, 1, "\(dots)")
+        for i in 1..<isas.count {
+            XCTAssertEqual(axpys[i], axpys[0])
+            XCTAssertEqual(rounded[i].map(\.bitPattern), rounded[0].map(\.bitPattern))
         }
     }
 
