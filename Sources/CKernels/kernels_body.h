@@ -276,7 +276,7 @@ static CK_TARGET float CK_NAME(dot_f32)(const float *a, const float *b, int64_t 
     return sum;
 }
 
-static CK_TARGET void CK_NAME(axpy_f32)(float a, const float *x, float *y, int64_t n) {
+static CK_TARGET void CK_NAME(axpy_f32)(float a, const float *restrict x, float *restrict y, int64_t n) {
     for (int64_t i = 0; i < n; i++) y[i] = fmaf(a, x[i], y[i]);
 }
 

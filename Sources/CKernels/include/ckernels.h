@@ -76,7 +76,7 @@ void ck_round_to_half(float *x, int64_t n);
 
 /// f32 helpers for attention.
 float ck_dot_f32(const float *a, const float *b, int64_t n);
-/// y += a · x
+/// y += a · x (x and y must not overlap)
 void ck_axpy_f32(float a, const float *x, float *y, int64_t n);
 
 // MARK: thread pool
