@@ -9,20 +9,26 @@ import GemmaWeights
 
 /// The Gemma 3 text decoder: weights, forward pass, and the calls a decoder service makes.
 ///
-/// Usage:
 /// ```swift
-/// let model = try TextModel(path: "gemma-3-270m.gguf", threads: 2)
+/// let model = try TextModel(path: "gemma-3-270m.gguf", threads: 2)   // or a Hugging Face folder
 /// let cache = model.makeCache(maxContext: 4096)
-/// var logits = try model.prefill(tokens: promptIDs, cache: cache)   // reuses a cached prefix
-/// let next = sampler.sample(logits, history: ...)
-/// logits = try model.append(tokens: [next], cache: cache)           // one decode step
+/// var logits = try model.prefill(tokens: promptIDs, cache: cache)     // keeps the cached prefix
+/// var sampler = Sampler(parameters: parameters)
+/// let next = sampler.sample(logits: logits, history: promptIDs)
+/// logits = try model.append(tokens: [next], cache: cache)             // one decode step
+/// let rows = try model.appendReturningAllLogits(TextInput(tokens: ids), cache: other)  // scoring
 /// ```
-/// Activations are f32; weights stay in their stored format. Batches of more than a few
-/// positions go through matrix-matrix products (prefill); single positions through the
-/// quantized matrix-vector kernels (decode).
+/// Images: pass a `TextInput` whose `embeddingOverrides` hold the soft tokens (not scaled) and
+/// whose `bidirectionalGroups` cover each image's positions.
 ///
-/// A model may serve many caches, but runs one call at a time (its thread pool and scratch
-/// are shared): callers serialize calls, e.g. on one task or behind a lock.
+/// Numerics: activations are f32; weights stay in their stored format. Quantized weights use
+/// int8 activation blocks as ggml does (so a batch and a token-by-token run give bit-identical
+/// logits, on any instruction set); GGUF models keep K/V in f16 and round Q and attention
+/// weights to f16 like llama.cpp, safetensors models compute attention in f32 like
+/// transformers. Float weights in batches above four positions go through sgemm.
+///
+/// A model may serve many caches but runs one call at a time (its thread pool is shared):
+/// callers serialize calls, e.g. on one dedicated thread.
 public final class TextModel: @unchecked Sendable {
     public let config: TextConfig
     let weights: TextWeights
