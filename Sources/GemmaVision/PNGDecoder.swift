@@ -5,8 +5,8 @@ import CPNG
 ///
 /// Colour handling follows what transformers' PIL image processors feed the model:
 /// - every colour type and bit depth (grey, grey+alpha, palette, RGB, RGBA; 1–16 bits) becomes
-///   8-bit RGB. 16-bit samples are treated as sRGB-encoded and scaled to 8 bits (PIL keeps the
-///   high byte; the two differ by at most one level).
+///   8-bit RGB. 16-bit samples are treated as sRGB-encoded and scaled to 8 bits with rounding
+///   (PIL keeps the high byte: at most one level apart, two for 16-bit colour with alpha).
 /// - transparency (an alpha channel or a `tRNS` chunk) is composited onto opaque white with
 ///   Pillow's integer `alpha_composite` arithmetic, as transformers' `convert_to_rgb` does.
 ///   Images without transparency keep their colours (alpha is 255 everywhere, a no-op).
@@ -14,7 +14,8 @@ import CPNG
 /// Known difference: PIL opens 16-bit greyscale as mode `I;16` and its `convert("RGB")`
 /// clips every value above 255 to white, so transformers turns 16-bit grey PNGs almost white.
 /// This decoder scales them like every other 16-bit image instead.
-/// libpng also applies a file's `gAMA`/`cHRM`/`iCCP` colour information, which PIL ignores.
+/// libpng also converts files whose `gAMA` chunk is not sRGB's to sRGB, which PIL does not;
+/// ICC profiles are ignored by both.
 public enum PNGDecoder {
     /// Default pixel limit: 64 Mpx (an 8192×8192 image), i.e. 256 MB of RGBA while decoding.
     public static let defaultMaxPixels = 64 * 1024 * 1024
@@ -26,21 +27,25 @@ public enum PNGDecoder {
     /// - Throws: `VisionError.invalidPNG` for corrupt, truncated, non-PNG or zero-size input,
     ///   `VisionError.imageTooLarge` when the header declares more than `maxPixels` pixels.
     public static func decode(bytes: [UInt8], maxPixels: Int = defaultMaxPixels) throws -> RGBImage {
-        guard bytes.count >= 8 else {
-            throw VisionError.invalidPNG("\(bytes.count) bytes is too short for a PNG file")
+        try bytes.withUnsafeBytes { try decode(buffer: $0, maxPixels: maxPixels) }
+    }
+
+    /// `decode(bytes:maxPixels:)` over borrowed memory (e.g. a request buffer), without a copy.
+    /// `buffer` is only read during the call.
+    public static func decode(buffer: UnsafeRawBufferPointer, maxPixels: Int = defaultMaxPixels) throws -> RGBImage {
+        guard buffer.count >= 8, let base = buffer.baseAddress else {
+            throw VisionError.invalidPNG("\(buffer.count) bytes is too short for a PNG file")
         }
         let signature: [UInt8] = [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]
-        guard Array(bytes[0..<8]) == signature else {
+        guard signature.indices.allSatisfy({ buffer[$0] == signature[$0] }) else {
             throw VisionError.invalidPNG("missing PNG signature")
         }
         var image = png_image()
         image.version = UInt32(PNG_IMAGE_VERSION)
         defer { png_image_free(&image) }
 
-        let began = bytes.withUnsafeBytes { raw in
-            png_image_begin_read_from_memory(&image, raw.baseAddress, raw.count)
-        }
-        guard began != 0 else {
+        // libpng keeps reading from `buffer` until png_image_finish_read returns.
+        guard png_image_begin_read_from_memory(&image, base, buffer.count) != 0 else {
             throw VisionError.invalidPNG(libpngMessage(&image))
         }
         let width = Int(image.width)
@@ -49,7 +54,7 @@ public enum PNGDecoder {
             throw VisionError.invalidPNG("image size \(width)×\(height) is empty")
         }
         let (pixels, overflow) = width.multipliedReportingOverflow(by: height)
-        guard !overflow, pixels <= maxPixels else {
+        guard !overflow, pixels <= maxPixels, width <= Int(Int32.max) / 4, pixels <= Int.max / 4 else {
             throw VisionError.imageTooLarge(width: width, height: height, maxPixels: maxPixels)
         }
         // Keep transparency ourselves so the composite uses PIL's arithmetic; libpng would
@@ -57,10 +62,8 @@ public enum PNGDecoder {
         image.format = CPNG_FORMAT_RGBA
         image.flags |= UInt32(PNG_IMAGE_FLAG_16BIT_sRGB)
         var rgba = [UInt8](repeating: 0, count: pixels * 4)
-        let finished = bytes.withUnsafeBytes { _ in
-            rgba.withUnsafeMutableBytes { out in
-                png_image_finish_read(&image, nil, out.baseAddress, Int32(width * 4), nil)
-            }
+        let finished = rgba.withUnsafeMutableBytes { out in
+            png_image_finish_read(&image, nil, out.baseAddress, Int32(width * 4), nil)
         }
         guard finished != 0 else {
             throw VisionError.invalidPNG(libpngMessage(&image))

@@ -64,6 +64,23 @@ enum VectorMath {
         }
     }
 
+    /// Softmax without the final division: each row becomes e^(x − max), and `inverseSums[row]`
+    /// receives 1 / Σ. Attention applies the division to its (much narrower) output instead.
+    static func exponentiateRows(_ data: UnsafeMutablePointer<Float>, rows: Int, length: Int, stride: Int,
+                                 inverseSums: UnsafeMutablePointer<Float>) {
+        let address = Int(bitPattern: data), sums = Int(bitPattern: inverseSums)
+        parallelChunks(rows, minimumChunk: Swift.max(1, 65_536 / Swift.max(length, 1))) { chunk in
+            let data = UnsafeMutablePointer<Float>(bitPattern: address)!
+            let inverseSums = UnsafeMutablePointer<Float>(bitPattern: sums)!
+            for row in chunk {
+                let x = data + row * stride
+                let maximum = max(x, count: length)
+                for i in 0..<length { x[i] = exp(x[i] - maximum) }
+                inverseSums[row] = 1 / sum(x, count: length)
+            }
+        }
+    }
+
     /// GELU, tanh approximation (PyTorch's `gelu_pytorch_tanh`), in place:
     /// 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))), with tanh(u) = 1 − 2 / (e^{2u} + 1).
     static func geluTanh(_ data: UnsafeMutablePointer<Float>, count: Int) {

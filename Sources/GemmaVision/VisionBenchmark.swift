@@ -19,12 +19,16 @@ public enum VisionBenchmark {
         public var achievedGFLOPS: Double { flopsPerCrop / secondsPerCrop / 1e9 }
         /// sgemm alone on [patches × width] · [width × mlpWidth], same process, same threads.
         public let sgemmGFLOPS: Double
+        /// Wall seconds per crop spent in each phase of the forward pass.
+        public let phaseSecondsPerCrop: [String: Double]
 
         public var description: String {
             String(format: "vision %d px, %d layers, width %d: %.2f s/crop over %d crop(s), %.0f GFLOP/crop, "
                    + "%.1f GFLOP/s achieved; sgemm %.1f GFLOP/s; setup %.1f s",
                    config.imageSize, config.layers, config.width, secondsPerCrop, crops, flopsPerCrop / 1e9,
                    achievedGFLOPS, sgemmGFLOPS, setupSeconds)
+                + "\n  per crop: " + phaseSecondsPerCrop.sorted { $0.value > $1.value }
+                    .map { String(format: "%@ %.2f s", $0.key, $0.value) }.joined(separator: ", ")
         }
     }
 
@@ -52,14 +56,16 @@ public enum VisionBenchmark {
         let setupSeconds = Date().timeIntervalSince(setupStart)
         if warmUp { _ = try encoder.encode(pixelValues: Array(pixels.prefix(3 * config.imageSize * config.imageSize)), crops: 1) }
         let start = Date()
-        let tokens = try encoder.encode(pixelValues: pixels, crops: crops)
+        let phases = PhaseTimes()
+        let tokens = try encoder.run(pixelValues: pixels, crops: crops, phases: phases).map(\.tokens)
         let seconds = Date().timeIntervalSince(start)
         guard tokens.allSatisfy({ $0.allSatisfy(\.isFinite) }) else {
             throw VisionError.invalidWeights("benchmark produced non-finite soft tokens")
         }
         return Result(config: config, crops: crops, setupSeconds: setupSeconds,
                       secondsPerCrop: seconds / Double(max(crops, 1)), flopsPerCrop: flopsPerCrop(config),
-                      sgemmGFLOPS: sgemmGFLOPS(m: config.patchCount, n: config.mlpWidth, k: config.width))
+                      sgemmGFLOPS: sgemmGFLOPS(m: config.patchCount, n: config.mlpWidth, k: config.width),
+                      phaseSecondsPerCrop: phases.seconds.mapValues { $0 / Double(max(crops, 1)) })
     }
 
     /// sgemm throughput on `m×k · (n×k)ᵀ`, best of a few repetitions.

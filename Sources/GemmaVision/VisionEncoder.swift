@@ -32,6 +32,13 @@ public final class VisionEncoder: Sendable {
     /// - Throws: `VisionError` for a bad configuration or missing/misshapen tensors,
     ///   `WeightsError` for unreadable files.
     public convenience init(path: String, maxCropsPerBatch: Int = 5) throws {
+        try self.init(path: path, maxCropsPerBatch: maxCropsPerBatch,
+                      attentionBlockRows: SigLIPModel.defaultAttentionBlockRows)
+    }
+
+    /// `attentionBlockRows`: query rows per attention block (tests use small blocks so that
+    /// tiny models run more than one).
+    convenience init(path: String, maxCropsPerBatch: Int, attentionBlockRows: Int) throws {
         var isFolder: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isFolder) else {
             throw VisionError.invalidConfig("\(path) does not exist")
@@ -40,13 +47,13 @@ public final class VisionEncoder: Sendable {
             let config = try VisionConfig.huggingFace(folder: path)
             let source = try SafetensorsTensorSource(path: path)
             try self.init(config: config, source: source, weights: .huggingFace(source, config: config),
-                          maxCropsPerBatch: maxCropsPerBatch)
+                          maxCropsPerBatch: maxCropsPerBatch, attentionBlockRows: attentionBlockRows)
         } else {
             let file = try GGUFFile(path: path)
             let config = try VisionConfig.gguf(file)
             let source = GGUFTensorSource(file: file)
             try self.init(config: config, source: source, weights: .gguf(source, config: config),
-                          maxCropsPerBatch: maxCropsPerBatch)
+                          maxCropsPerBatch: maxCropsPerBatch, attentionBlockRows: attentionBlockRows)
         }
     }
 
@@ -59,11 +66,12 @@ public final class VisionEncoder: Sendable {
                       maxCropsPerBatch: maxCropsPerBatch)
     }
 
-    private init(config: VisionConfig, source: TensorSource, weights: VisionWeights, maxCropsPerBatch: Int) throws {
+    private init(config: VisionConfig, source: TensorSource, weights: VisionWeights, maxCropsPerBatch: Int,
+                 attentionBlockRows: Int = SigLIPModel.defaultAttentionBlockRows) throws {
         self.config = config
         self.source = source
         self.maxCropsPerBatch = max(1, maxCropsPerBatch)
-        self.model = SigLIPModel(config: config, weights: weights)
+        self.model = SigLIPModel(config: config, weights: weights, attentionBlockRows: attentionBlockRows)
     }
 
     /// Encodes images: each image, then its Pan & Scan crops when `panAndScan` is given and
@@ -90,7 +98,7 @@ public final class VisionEncoder: Sendable {
     }
 
     /// Per crop: the vision tower's output (`patches × width`) and the soft tokens.
-    func run(pixelValues: [Float], crops: Int) throws -> [(tower: [Float], tokens: [Float])] {
+    func run(pixelValues: [Float], crops: Int, phases: PhaseTimes? = nil) throws -> [(tower: [Float], tokens: [Float])] {
         let perCrop = 3 * config.imageSize * config.imageSize
         guard crops >= 0, pixelValues.count == crops * perCrop else {
             throw VisionError.invalidImage("\(pixelValues.count) pixel values are not \(crops) crops of \(perCrop)")
@@ -103,7 +111,7 @@ public final class VisionEncoder: Sendable {
             let count = min(maxCropsPerBatch, crops - start)
             let output = pixelValues.withUnsafeBufferPointer { all in
                 model.forward(pixels: UnsafeBufferPointer(rebasing: all[(start * perCrop)..<((start + count) * perCrop)]),
-                              crops: count)
+                              crops: count, phases: phases)
             }
             for i in 0..<count {
                 results.append((Array(output.tower[(i * towerSize)..<((i + 1) * towerSize)]),

@@ -7,7 +7,8 @@ struct VisionEncoderTests {
     static let encoders: [String: VisionEncoder] = {
         var result: [String: VisionEncoder] = [:]
         for (name, model) in Fixtures.manifest.models {
-            result[name] = try! VisionEncoder(path: Fixtures.path(model.dir), maxCropsPerBatch: 3)
+            // 24-row attention blocks: the 64-patch fixtures run blocks of 24, 24 and 16 rows.
+            result[name] = try! VisionEncoder(path: Fixtures.path(model.dir), maxCropsPerBatch: 3, attentionBlockRows: 24)
         }
         return result
     }()
@@ -89,6 +90,17 @@ struct VisionEncoderTests {
             let expected = try Fixtures.floats(testCase.tokens)
             #expect(Self.relativeError(result.crops.flatMap(\.embeddings), expected) <= 1e-4, "\(testCase.name)")
         }
+    }
+
+    @Test("one attention block and several give the same result")
+    func attentionBlocks() throws {
+        let testCase = Fixtures.manifest.cases.first { $0.name == "tiny112_rgb" }!
+        let blocked = Self.encoders[testCase.model]!
+        let whole = try VisionEncoder(path: Fixtures.path(Fixtures.manifest.models[testCase.model]!.dir))
+        let pixels = try Self.recordedPixelValues(testCase, blocked)
+        let a = try blocked.run(pixelValues: pixels, crops: 1)[0].tower
+        let b = try whole.run(pixelValues: pixels, crops: 1)[0].tower
+        #expect(Self.relativeError(a, b) <= 1e-5)
     }
 
     @Test("bad checkpoints are rejected with a clear error")
