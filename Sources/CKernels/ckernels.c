@@ -131,7 +131,7 @@ static inline void ck_kquant_scale_min(int j, const uint8_t *packed, uint8_t *sc
 typedef struct {
     int (*dequantize_row)(int, const void *, float *, int64_t);
     void (*quantize_q8)(const float *, ck_q8_block *, int64_t, int);
-    float (*vec_dot)(int, const void *, const float *, const ck_q8_block *, int64_t);
+    float (*vec_dot)(int, const void *, const float *, int64_t);
     float (*(*direct_kernel)(int))(const uint8_t *, const ck_q8_block *, int64_t);
     float (*dot_f32)(const float *, const float *, int64_t);
     void (*axpy_f32)(float, const float *, float *, int64_t);
@@ -252,7 +252,22 @@ int ck_activation_mode(int type) {
 }
 
 float ck_vec_dot(int type, const void *row, const float *x, const ck_q8_block *xq, int64_t n) {
-    return ck_current()->vec_dot(type, row, x, xq, n);
+    const ck_variant *variant = ck_current();
+    if (!ck_uses_q8_activations(type)) return variant->vec_dot(type, row, x, n);
+    if (ck_row_bytes(type, n) == 0) return 0;
+    // The same unpack-then-dot arithmetic as the matrix kernels.
+    int64_t nb = n / 32;
+    int8_t *q = malloc((size_t)n);
+    float *scales = malloc((size_t)nb * 2 * sizeof(float)), *mins = malloc((size_t)nb * sizeof(float));
+    float y = 0;
+    if (q && scales && mins) {
+        int has_min = variant->unpack_row(type, (const uint8_t *)row, n, q, scales, mins);
+        variant->dot_unpacked(q, scales, mins, has_min, nb, xq, 1, &y, 1);
+    }
+    free(q);
+    free(scales);
+    free(mins);
+    return y;
 }
 
 float ck_dot_f32(const float *a, const float *b, int64_t n) { return ck_current()->dot_f32(a, b, n); }
@@ -410,7 +425,7 @@ static void ck_matvec_task(void *context, int64_t index) {
     for (int64_t r = first; r < end; r++) {
         const uint8_t *row = job->weights + r * job->row_stride;
         for (int64_t v = 0; v < job->count; v++)
-            job->y[v * job->rows + r] = job->variant->vec_dot(job->type, row, job->x + v * job->cols, NULL, job->cols);
+            job->y[v * job->rows + r] = job->variant->vec_dot(job->type, row, job->x + v * job->cols, job->cols);
     }
 }
 

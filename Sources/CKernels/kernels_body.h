@@ -17,38 +17,6 @@
 #define CK_CAT(a, b) CK_CAT2(a, b)
 #define CK_NAME(name) CK_CAT(name, CK_SUFFIX)
 
-// MARK: int8 dot of 32 elements
-
-static inline CK_TARGET int32_t CK_NAME(dot32_i8)(const int8_t *a, const int8_t *b) {
-#if CK_VARIANT_AVX2 || CK_VARIANT_AVX512
-    // |a| · sign(b, a) keeps the product while making one operand unsigned for maddubs.
-    __m256i va = _mm256_loadu_si256((const __m256i *)a);
-    __m256i vb = _mm256_loadu_si256((const __m256i *)b);
-    __m256i abs_a = _mm256_sign_epi8(va, va);
-    __m256i signed_b = _mm256_sign_epi8(vb, va);
-#if CK_VARIANT_AVX512
-    __m256i sum32 = _mm256_dpbusd_epi32(_mm256_setzero_si256(), abs_a, signed_b);
-#else
-    __m256i sum16 = _mm256_maddubs_epi16(abs_a, signed_b);
-    __m256i sum32 = _mm256_madd_epi16(sum16, _mm256_set1_epi16(1));
-#endif
-    __m128i half = _mm_add_epi32(_mm256_castsi256_si128(sum32), _mm256_extracti128_si256(sum32, 1));
-    half = _mm_add_epi32(half, _mm_shuffle_epi32(half, _MM_SHUFFLE(1, 0, 3, 2)));
-    half = _mm_add_epi32(half, _mm_shuffle_epi32(half, _MM_SHUFFLE(2, 3, 0, 1)));
-    return _mm_cvtsi128_si32(half);
-#else
-    int32_t sum = 0;
-    for (int i = 0; i < 32; i++) sum += (int32_t)a[i] * (int32_t)b[i];
-    return sum;
-#endif
-}
-
-static inline CK_TARGET int32_t CK_NAME(dot16_i8)(const int8_t *a, const int8_t *b) {
-    int32_t sum = 0;
-    for (int i = 0; i < 16; i++) sum += (int32_t)a[i] * (int32_t)b[i];
-    return sum;
-}
-
 // MARK: unpacking blocks into int8 values
 
 static inline CK_TARGET void CK_NAME(unpack_q4_0)(const uint8_t *block, int8_t *q) {
@@ -323,75 +291,15 @@ static CK_TARGET float CK_NAME(dot_bf16)(const uint8_t *row, const float *x, int
     return sum;
 }
 
-static CK_TARGET float CK_NAME(vec_dot)(int type, const void *src, const float *x, const ck_q8_block *xq, int64_t n) {
+/// Dot product of one float-format row (f32, f16, bf16) with f32 activations; 0 for other
+/// formats (quantized rows go through `unpack_row` and `dot_unpacked`).
+static CK_TARGET float CK_NAME(vec_dot)(int type, const void *src, const float *x, int64_t n) {
     const uint8_t *p = (const uint8_t *)src;
-    int8_t q[256];
-    float sum = 0;
     switch (type) {
     case CK_F32: return CK_NAME(dot_f32)((const float *)src, x, n);
     case CK_F16: return CK_NAME(dot_f16)(p, x, n);
     case CK_BF16: return CK_NAME(dot_bf16)(p, x, n);
-    case CK_Q8_0:
-        for (int64_t b = 0; b < n / 32; b++, p += 34)
-            sum += ck_half(p) * xq[b].d * (float)CK_NAME(dot32_i8)((const int8_t *)(p + 2), xq[b].qs);
-        return sum;
-    case CK_Q4_0:
-        for (int64_t b = 0; b < n / 32; b++, p += 18) {
-            CK_NAME(unpack_q4_0)(p, q);
-            sum += ck_half(p) * xq[b].d * (float)CK_NAME(dot32_i8)(q, xq[b].qs);
-        }
-        return sum;
-    case CK_Q4_1:
-        for (int64_t b = 0; b < n / 32; b++, p += 20) {
-            CK_NAME(unpack_q4_1)(p, q);
-            sum += ck_half(p) * xq[b].d * (float)CK_NAME(dot32_i8)(q, xq[b].qs) + ck_half(p + 2) * xq[b].s;
-        }
-        return sum;
-    case CK_Q5_0:
-        for (int64_t b = 0; b < n / 32; b++, p += 22) {
-            CK_NAME(unpack_q5)(p + 2, p + 6, 16, q);
-            sum += ck_half(p) * xq[b].d * (float)CK_NAME(dot32_i8)(q, xq[b].qs);
-        }
-        return sum;
-    case CK_Q5_1:
-        for (int64_t b = 0; b < n / 32; b++, p += 24) {
-            CK_NAME(unpack_q5)(p + 4, p + 8, 0, q);
-            sum += ck_half(p) * xq[b].d * (float)CK_NAME(dot32_i8)(q, xq[b].qs) + ck_half(p + 2) * xq[b].s;
-        }
-        return sum;
-    case CK_Q4_K:
-    case CK_Q5_K:
-        for (int64_t b = 0; b < n / 256; b++) {
-            float d = ck_half(p), dmin = ck_half(p + 2);
-            if (type == CK_Q4_K) CK_NAME(unpack_q4_k)(p, q); else CK_NAME(unpack_q5_k)(p, q);
-            const ck_q8_block *a = xq + 8 * b;
-            float scaled = 0, minimums = 0;
-            for (int j = 0; j < 8; j++) {
-                uint8_t sc, m;
-                ck_kquant_scale_min(j, p + 4, &sc, &m);
-                scaled += (float)sc * a[j].d * (float)CK_NAME(dot32_i8)(q + 32 * j, a[j].qs);
-                minimums += (float)m * a[j].s;
-            }
-            sum += d * scaled - dmin * minimums;
-            p += (type == CK_Q4_K) ? 144 : 176;
-        }
-        return sum;
-    case CK_Q6_K:
-        for (int64_t b = 0; b < n / 256; b++, p += 210) {
-            const int8_t *scales = (const int8_t *)(p + 192);
-            CK_NAME(unpack_q6_k)(p, q);
-            const ck_q8_block *a = xq + 8 * b;
-            float block_sum = 0;
-            for (int j = 0; j < 8; j++) {
-                int32_t lo = CK_NAME(dot16_i8)(q + 32 * j, a[j].qs);
-                int32_t hi = CK_NAME(dot16_i8)(q + 32 * j + 16, a[j].qs + 16);
-                block_sum += a[j].d * (float)(scales[2 * j] * lo + scales[2 * j + 1] * hi);
-            }
-            sum += ck_half(p + 208) * block_sum;
-        }
-        return sum;
-    default:
-        return 0;
+    default: return 0;
     }
 }
 

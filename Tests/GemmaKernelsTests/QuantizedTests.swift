@@ -111,6 +111,12 @@ final class QuantizedTests: XCTestCase {
                         XCTAssertEqual(y[r], expected[r], accuracy: 1e-5 * magnitude[r],
                                        "\(golden.format) row \(r) on \(isa)")
                     }
+                    // The single-row entry point computes exactly what matvec does.
+                    if ck_uses_q8_activations(Int32(golden.format.rawValue)) != 0 {
+                        var blocks = [ck_q8_block](repeating: ck_q8_block(), count: golden.columns / 32)
+                        ck_quantize_q8(x, &blocks, Int64(golden.columns), ck_activation_mode(Int32(golden.format.rawValue)))
+                        XCTAssertEqual(ck_vec_dot(Int32(golden.format.rawValue), bytes.baseAddress!, nil, blocks, Int64(golden.columns)), y[0])
+                    }
                 }
             }
         }
