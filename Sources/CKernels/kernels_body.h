@@ -195,7 +195,7 @@ static CK_TARGET void CK_NAME(quantize_q8)(const float *x, ck_q8_block *out, int
                 ck_q8_block *block = out + 8 * s + b;
                 int32_t sum = 0;
                 for (int j = 0; j < 32; j++) {
-                    int32_t r = (int32_t)lrintf(iscale * v[32 * b + j]);
+                    int32_t r = (int32_t)nearbyintf(iscale * v[32 * b + j]);
                     r = r > 127 ? 127 : r;
                     block->qs[j] = (int8_t)r;
                     sum += r;
@@ -216,7 +216,7 @@ static CK_TARGET void CK_NAME(quantize_q8)(const float *x, ck_q8_block *out, int
         float inverse = amax > 0 ? 127.0f / amax : 0.0f;
         int32_t sum = 0;
         for (int j = 0; j < 32; j++) {
-            int32_t r = (int32_t)lrintf(v[j] * inverse);
+            int32_t r = (int32_t)nearbyintf(v[j] * inverse);
             out[b].qs[j] = (int8_t)r;
             sum += r;
         }
