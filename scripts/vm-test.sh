@@ -10,11 +10,14 @@
 #     listener; the guest installs with scripts/install.sh, runs the checks and powers off;
 #  5. prints the guest's PASS/FAIL lines; exits 1 on any FAIL, a missing summary or a timeout.
 #
-# Environment: GEMMA_VM_TIMEOUT (s, default 1500), GEMMA_VM_KEEP=1 (leave the VM running after
-# the checks; log in as root on the console: kill qemu yourself), GEMMA_VM_BIN (use these
-# binaries, no build), GEMMA_VM_SOURCE=REV (build a committed revision, e.g. HEAD, instead of
-# the working tree), GEMMA_VM_CACHE (default ~/.cache/gemma-serve/vm), GEMMA_VM_MEM (MiB).
+# Needs root (debootstrap, chroot, apt-get for missing host tools). Environment:
+#   GEMMA_VM_TIMEOUT  seconds for boot + checks (default 1500)
+#   GEMMA_VM_SOURCE   build this committed revision (e.g. HEAD) instead of the working tree
+#   GEMMA_VM_BIN      use the binaries in this folder, no build
+#   GEMMA_VM_CACHE    image, build and run folders (default ~/.cache/gemma-serve/vm)
+#   GEMMA_VM_MEM      guest memory in MiB (default 2048)
 # The units, install script and docs on the share disk come from the same tree as the binaries.
+# Logs of the last run: $GEMMA_VM_CACHE/run/{results,console,qemu,host}.log.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
@@ -132,7 +135,6 @@ if command -v systemd-socket-activate >/dev/null; then
   kill "$hp1" "$hp2" 2>/dev/null || true
   wait "$hp1" "$hp2" 2>/dev/null || true
 fi
-[ -n "${GEMMA_VM_KEEP:-}" ] && touch "$run/share/keep-running"
 share_mb=$(( $(du -sm "$run/share" | cut -f1) * 12 / 10 + 64 ))
 mkfs.ext4 -q -F -L gemmashare -d "$run/share" "$run/share.img" "${share_mb}M"
 share_s=$(( $(date +%s) - t ))
@@ -166,8 +168,8 @@ trap cleanup EXIT
 # accepts and then drops the connection).
 host_tcp_check() {
   local out rc=1 i reply
-  for i in $(seq 1 30); do
-    out=$("$bin/gemma" health --tokenizer "127.0.0.1:$fwd" --timeout 120 2>&1) && { rc=0; break; } || rc=$?
+  for i in $(seq 1 15); do
+    out=$("$bin/gemma" health --tokenizer "127.0.0.1:$fwd" --timeout 30 2>&1) && { rc=0; break; } || rc=$?
     sleep 2
   done
   out=$(echo "$out" | tr '\n' ' ')
@@ -219,9 +221,10 @@ fi
 if [ -z "$summary" ]; then
   echo "vm-test: FAILED: the guest printed no summary (last console lines below)"
   tail -30 "$run/console.log" | tr -d '\r'
+  cat "$run/qemu.log"
   exit 1
 fi
-if [[ "$summary" != *" 0 failed" ]]; then
+if ! [[ "$summary" =~ ^[0-9]+\ passed,\ 0\ failed ]]; then
   echo "vm-test: FAILED: $summary"
   exit 1
 fi
