@@ -16,6 +16,8 @@
 #   GEMMA_VM_BIN      use the binaries in this folder, no build
 #   GEMMA_VM_CACHE    image, build and run folders (default ~/.cache/gemma-serve/vm)
 #   GEMMA_VM_MEM      guest memory in MiB (default 2048)
+#   GEMMA_VM_NEGATIVE=1  negative control: the tokenizer unit loses five protections; passes
+#                     when the checks of those five fail
 # The units, install script and docs on the share disk come from the same tree as the binaries.
 # Logs of the last run: $GEMMA_VM_CACHE/run/{results,console,qemu,host}.log.
 set -euo pipefail
@@ -103,6 +105,15 @@ cp "$bin"/gemma "$bin"/gemma-tokenizer "$bin"/gemma-vision "$bin"/gemma-decoder 
 # The units, install script and docs of the revision the binaries were built from.
 cp "$pkg"/scripts/install.sh "$run/share/src/scripts/"
 cp -r "$pkg"/systemd "$run/share/src/"
+# Negative control (GEMMA_VM_NEGATIVE=1): the tokenizer's copy loses five protections, and
+# the checks of those must fail: proof that the hardening checks can fail.
+negative_expect=(tokenizer-dynamic-user tokenizer-no-capabilities tokenizer-no-new-privs
+                 tokenizer-readonly-root tokenizer-private-network)
+if [ -n "${GEMMA_VM_NEGATIVE:-}" ]; then
+  sed -i -E '/^(DynamicUser=yes|NoNewPrivileges=yes|CapabilityBoundingSet=|ProtectSystem=strict|PrivateNetwork=yes)$/d' \
+    "$run/share/src/systemd/gemma-tokenizer.service"
+  log "negative control: gemma-tokenizer.service without DynamicUser, NoNewPrivileges, CapabilityBoundingSet, ProtectSystem, PrivateNetwork"
+fi
 # (install.sh installs README.md too; when the tree has none, the guest reports it.)
 [ -e "$pkg/README.md" ] && cp "$pkg"/README.md "$run/share/src/"
 cp "$pkg"/docs/*.md "$run/share/src/docs/"
@@ -112,7 +123,7 @@ ln "$model" "$run/share/model/model.gguf" 2>/dev/null || cp "$model" "$run/share
 mkdir -p "$run/share/security"
 for s in tokenizer vision decoder; do
   LC_ALL=C.UTF-8 SYSTEMD_COLORS=0 systemd-analyze security --offline=true --no-pager \
-    "$pkg/systemd/gemma-$s.service" > "$run/share/security/gemma-$s.service.offline" 2>&1 || true
+    "$run/share/src/systemd/gemma-$s.service" > "$run/share/security/gemma-$s.service.offline" 2>&1 || true
 done
 # The guest's generation, run here first with the same binaries (this CPU's kernels, e.g.
 # AVX-512) through systemd-socket-activate: the guest (AVX2 under TCG) must print the same.
@@ -223,6 +234,18 @@ if [ -z "$summary" ]; then
   tail -30 "$run/console.log" | tr -d '\r'
   cat "$run/qemu.log"
   exit 1
+fi
+if [ -n "${GEMMA_VM_NEGATIVE:-}" ]; then
+  missed=()
+  for c in "${negative_expect[@]}"; do
+    grep -q "^FAIL $c:" "$run/results.log" || missed+=("$c")
+  done
+  if [ ${#missed[@]} -gt 0 ]; then
+    echo "vm-test: negative control FAILED: these checks passed without their protection: ${missed[*]}"
+    exit 1
+  fi
+  echo "vm-test: negative control OK: ${negative_expect[*]} failed without their protections ($summary)"
+  exit 0
 fi
 if ! [[ "$summary" =~ ^[0-9]+\ passed,\ 0\ failed ]]; then
   echo "vm-test: FAILED: $summary"
