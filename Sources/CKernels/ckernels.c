@@ -632,6 +632,45 @@ int ck_matvec(ck_pool *pool, int type, const void *weights, int64_t rows, int64_
 }
 
 typedef struct {
+    int count;
+    ck_matvec_job jobs[CK_MATVEC_GROUP_MAX];
+    int64_t first_task[CK_MATVEC_GROUP_MAX + 1];
+} ck_group_job;
+
+static void ck_group_task(void *context, int64_t index) {
+    ck_group_job *group = (ck_group_job *)context;
+    int m = 0;
+    while (index >= group->first_task[m + 1]) m++;
+    ck_matvec_task(&group->jobs[m], index - group->first_task[m]);
+}
+
+int ck_matvec_group(ck_pool *pool, int count, const ck_matrix *matrices, const float *x, float *const *y) {
+    if (count < 1 || count > CK_MATVEC_GROUP_MAX) return 0;
+    const ck_variant *variant = ck_current();
+    ck_group_job group;
+    group.count = count;
+    group.first_task[0] = 0;
+    ck_q8_block *quantized[CK_MATVEC_GROUP_MAX] = {0};
+    int ok = 1;
+    for (int m = 0; m < count; m++) {
+        const ck_matrix *w = &matrices[m];
+        if (ck_row_bytes(w->type, w->cols) == 0 || w->rows < 0) { ok = 0; break; }
+        if (ck_uses_q8_activations(w->type)) {
+            quantized[m] = malloc((size_t)(w->cols / 32) * sizeof(ck_q8_block));
+            if (!quantized[m]) { ok = 0; break; }
+            variant->quantize_q8(x, quantized[m], w->cols, ck_activation_mode(w->type));
+        }
+        ck_matvec_job job = {variant, w->type, w->weights, w->rows, w->cols, w->row_stride,
+                             ck_rows_per_task(pool, w->rows), x, quantized[m], 1, y[m]};
+        group.jobs[m] = job;
+        group.first_task[m + 1] = group.first_task[m] + (w->rows + job.rows_per_task - 1) / job.rows_per_task;
+    }
+    if (ok) ck_pool_run(pool, ck_group_task, &group, group.first_task[count]);
+    for (int m = 0; m < count; m++) free(quantized[m]);
+    return ok;
+}
+
+typedef struct {
     const ck_variant *variant;
     int type;
     const uint8_t *weights;

@@ -216,8 +216,13 @@ public final class TextModel: @unchecked Sendable {
         let gate = UnsafeMutableBufferPointer<Float>.allocate(capacity: count * c.intermediateSize)
         let up = UnsafeMutableBufferPointer<Float>.allocate(capacity: count * c.intermediateSize)
         defer { gate.deallocate(); up.deallocate() }
-        multiply(layer.gate, normed.baseAddress!, count: count, into: gate.baseAddress!)
-        multiply(layer.up, normed.baseAddress!, count: count, into: up.baseAddress!)
+        if count == 1 {
+            WeightMatrix.matvecGroup([layer.gate, layer.up], normed.baseAddress!,
+                                     into: [gate.baseAddress!, up.baseAddress!], context: kernels)
+        } else {
+            multiply(layer.gate, normed.baseAddress!, count: count, into: gate.baseAddress!)
+            multiply(layer.up, normed.baseAddress!, count: count, into: up.baseAddress!)
+        }
         // GELU(gate) · up, in row chunks across the pool (tanh dominates the element-wise work).
         let intermediate = c.intermediateSize
         kernels.parallelFor(count) { row in
@@ -245,9 +250,15 @@ public final class TextModel: @unchecked Sendable {
         let keys = UnsafeMutableBufferPointer<Float>.allocate(capacity: count * kvDim)
         let values = UnsafeMutableBufferPointer<Float>.allocate(capacity: count * kvDim)
         defer { queries.deallocate(); keys.deallocate(); values.deallocate() }
-        multiply(layer.query, input, count: count, into: queries.baseAddress!)
-        multiply(layer.key, input, count: count, into: keys.baseAddress!)
-        multiply(layer.value, input, count: count, into: values.baseAddress!)
+        if count == 1 {
+            // Decode: the three projections in one pass of the thread pool.
+            WeightMatrix.matvecGroup([layer.query, layer.key, layer.value], input,
+                                     into: [queries.baseAddress!, keys.baseAddress!, values.baseAddress!], context: kernels)
+        } else {
+            multiply(layer.query, input, count: count, into: queries.baseAddress!)
+            multiply(layer.key, input, count: count, into: keys.baseAddress!)
+            multiply(layer.value, input, count: count, into: values.baseAddress!)
+        }
 
         // QK-norm is per head (rows of head_dim), before RoPE.
         rmsNorm(queries, layer.queryNorm)

@@ -213,6 +213,30 @@ final class QuantizedTests: XCTestCase {
         }
     }
 
+    /// A group of matrices in one pool pass gives exactly what separate matvecs give.
+    func testMatvecGroupEqualsSeparateMatvecs() throws {
+        let context = KernelContext(threads: 2)
+        let goldens = try loadGoldens()
+        try goldens[0].blocks.withUnsafeBytes { first in
+            try goldens[5].blocks.withUnsafeBytes { second in
+                try goldens[7].blocks.withUnsafeBytes { third in
+                    let matrices = try [(goldens[0], first), (goldens[5], second), (goldens[7], third)].map {
+                        try WeightMatrix(format: $0.0.format, bytes: $0.1, rows: $0.0.rows, columns: $0.0.columns)
+                    }
+                    let x = randomFloats(512, seed: 33)
+                    let outputs = matrices.map { UnsafeMutablePointer<Float>.allocate(capacity: $0.rows) }
+                    defer { outputs.forEach { $0.deallocate() } }
+                    WeightMatrix.matvecGroup(matrices, x, into: outputs, context: context)
+                    for (matrix, output) in zip(matrices, outputs) {
+                        var single = [Float](repeating: .nan, count: matrix.rows)
+                        single.withUnsafeMutableBufferPointer { matrix.matvec(x, into: $0.baseAddress!, context: context) }
+                        XCTAssertEqual(Array(UnsafeBufferPointer(start: output, count: matrix.rows)), single, "\(matrix.format)")
+                    }
+                }
+            }
+        }
+    }
+
     func testF32MatvecAndSgemmPathMatchNaiveProduct() throws {
         let (rows, columns) = (37, 70)
         let weights = randomFloats(rows * columns, seed: 3)
