@@ -17,6 +17,20 @@ public struct EncodedImage: Sendable {
 /// Gemma 3's vision encoder: SigLIP ViT plus the multimodal projector, from a Hugging Face
 /// checkpoint folder or a llama.cpp `mmproj` GGUF.
 ///
+/// ```swift
+/// let encoder = try VisionEncoder(path: "/models/gemma-3-4b-it")   // or "…/mmproj-F16.gguf"
+/// let image = try PNGDecoder.decode(bytes: pngBytes, maxPixels: 32 << 20)
+/// let encoded = try encoder.encode(images: [image], panAndScan: encoder.config.panAndScan)
+/// for crop in encoded[0].crops {
+///     // crop.box: region of the source image; crop.embeddings: tokensPerImage × textHidden
+/// }
+/// ```
+///
+/// Numerics: f32 throughout (weights converted from bf16/f16 per layer, see `SigLIPModel`);
+/// matrix products through OpenBLAS sgemm, whose thread count follows `OPENBLAS_NUM_THREADS`.
+/// Against transformers (f32, eager attention) the soft tokens agree within 1e-4 of their
+/// largest magnitude, and preprocessing is bit-exact for 8-bit PNGs.
+///
 /// Thread-safe: `encode` may run concurrently (each call allocates its own activations), though
 /// calls already use every core through OpenBLAS.
 public final class VisionEncoder: Sendable {
