@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import GemmaKernels
 
 /// Timings of one benchmark run.
@@ -7,6 +10,10 @@ public struct TextBenchmarkResult: Sendable, CustomStringConvertible {
     public var prefillSeconds: Double
     public var decodeTokens: Int
     public var decodeSeconds: Double
+    /// CPU time of the process (all threads) during each phase: a measure that, unlike wall
+    /// time, does not grow when other processes compete for the cores.
+    public var prefillCPUSeconds: Double
+    public var decodeCPUSeconds: Double
     public var threads: Int
     public var kernels: String
     public var kvBytes: Int
@@ -21,6 +28,8 @@ public struct TextBenchmarkResult: Sendable, CustomStringConvertible {
         return String(format: "prefill %d tokens: %.1f tok/s (%.2f s); decode %d tokens: %.1f tok/s (%.1f ms/token); ",
                       promptTokens, prefillTokensPerSecond, prefillSeconds, decodeTokens,
                       decodeTokensPerSecond, 1000 * decodeSeconds / Double(decodeTokens))
+            + String(format: "CPU %.2f s prefill, %.1f ms/token decode; ", prefillCPUSeconds,
+                     1000 * decodeCPUSeconds / Double(decodeTokens))
             + "threads \(threads), kernels \(kernels), KV cache \(kvBytes / 1024) KiB, peak RSS \(rss)"
     }
 }
@@ -41,7 +50,9 @@ public enum TextBenchmark {
         let cache = model.makeCache(maxContext: promptTokens + decodeTokens)
         let clock = ContinuousClock()
         var logits: [Float] = []
+        let cpuStart = processCPUSeconds()
         let prefill = try clock.measure { logits = try model.prefill(tokens: prompt, cache: cache) }
+        let cpuAfterPrefill = processCPUSeconds()
         let decode = try clock.measure {
             for _ in 0..<decodeTokens {
                 var best = 0
@@ -49,11 +60,20 @@ public enum TextBenchmark {
                 logits = try model.append(tokens: [Int32(best)], cache: cache)
             }
         }
+        let cpuEnd = processCPUSeconds()
         return TextBenchmarkResult(
             promptTokens: promptTokens, prefillSeconds: prefill.seconds,
             decodeTokens: decodeTokens, decodeSeconds: decode.seconds,
+            prefillCPUSeconds: cpuAfterPrefill - cpuStart, decodeCPUSeconds: cpuEnd - cpuAfterPrefill,
             threads: model.threads, kernels: KernelISA.active.description,
             kvBytes: cache.kvBytes, peakResidentBytes: peakResidentBytes())
+    }
+
+    /// CPU time used by the whole process so far (user + system, all threads).
+    public static func processCPUSeconds() -> Double {
+        var time = timespec()
+        clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &time)
+        return Double(time.tv_sec) + Double(time.tv_nsec) * 1e-9
     }
 
     /// `VmHWM` from /proc/self/status, in bytes.
