@@ -92,17 +92,34 @@ public final class VisionEncoder: Sendable {
     /// applies (pass `config.panAndScan` to follow the checkpoint's preprocessor settings),
     /// preprocessed as transformers does and run through the model in batches.
     public func encode(images: [RGBImage], panAndScan: PanAndScanOptions?) throws -> [EncodedImage] {
-        let preprocessor = config.preprocessor
-        let perImage = images.map { preprocessor.crops(of: $0, panAndScan: panAndScan) }
-        let all = perImage.flatMap { $0 }
-        let tokens = try encode(pixelValues: all.flatMap(\.pixelValues), crops: all.count)
-        var next = 0
-        return perImage.map { crops in
-            defer { next += crops.count }
-            return EncodedImage(crops: crops.enumerated().map { index, crop in
-                EncodedImage.Crop(box: crop.box, embeddings: tokens[next + index])
-            })
+        // Every (image, box) pair in order; pixels are made batch by batch so a long request
+        // holds at most one batch of preprocessed crops (9.6 MB each at 896 px).
+        var work: [(image: Int, box: CropBox)] = []
+        for (index, image) in images.enumerated() {
+            work.append((index, CropBox(x: 0, y: 0, width: image.width, height: image.height)))
+            for box in panAndScan?.cropBoxes(width: image.width, height: image.height) ?? [] {
+                work.append((index, box))
+            }
         }
+        let preprocessor = config.preprocessor
+        var crops = [[EncodedImage.Crop]](repeating: [], count: images.count)
+        var start = 0
+        while start < work.count {
+            let batch = work[start..<min(start + maxCropsPerBatch, work.count)]
+            var pixels: [Float] = []
+            pixels.reserveCapacity(batch.count * 3 * config.imageSize * config.imageSize)
+            for item in batch {
+                let image = images[item.image]
+                let isWhole = item.box == CropBox(x: 0, y: 0, width: image.width, height: image.height)
+                pixels += preprocessor.pixelValues(isWhole ? image : image.cropped(to: item.box))
+            }
+            let results = try run(pixelValues: pixels, crops: batch.count)
+            for (item, result) in zip(batch, results) {
+                crops[item.image].append(EncodedImage.Crop(box: item.box, embeddings: result.tokens))
+            }
+            start += batch.count
+        }
+        return crops.map { EncodedImage(crops: $0) }
     }
 
     /// Soft tokens for already preprocessed crops (`crops × 3 × imageSize²`, channel-first, as
