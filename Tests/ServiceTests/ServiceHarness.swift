@@ -46,20 +46,77 @@ struct ProcessOutput {
 
 /// Runs a program to completion and returns its output.
 func runProcess(_ path: String, _ arguments: [String], environment: [String: String]? = nil) throws -> ProcessOutput {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: path)
-    process.arguments = arguments
-    if let environment { process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
-    let out = Pipe(), err = Pipe()
-    process.standardOutput = out
-    process.standardError = err
-    try process.run()
-    // Read before waiting so that a full pipe cannot block the child.
-    let stdout = out.fileHandleForReading.readDataToEndOfFile()
-    let stderr = err.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    return ProcessOutput(status: process.terminationStatus,
-                         stdout: String(decoding: stdout, as: UTF8.self), stderr: String(decoding: stderr, as: UTF8.self))
+    let child = try ChildProcess(path, arguments, environment: environment)
+    let stdout = child.readAll(child.stdoutFD)
+    let stderr = child.readAll(child.stderrFD)
+    let status = child.wait()
+    return ProcessOutput(status: status, stdout: String(decoding: stdout, as: UTF8.self),
+                         stderr: String(decoding: stderr, as: UTF8.self))
+}
+
+/// A child started with posix_spawn, its stdout and stderr on pipes. (Foundation's
+/// `Process.waitUntilExit` was seen to hang here once several children had run.)
+final class ChildProcess {
+    let pid: pid_t
+    let stdoutFD: Int32
+    let stderrFD: Int32
+    private var status: Int32?
+
+    init(_ path: String, _ arguments: [String], environment: [String: String]? = nil) throws {
+        var out: [Int32] = [0, 0], err: [Int32] = [0, 0]
+        guard pipe(&out) == 0, pipe(&err) == 0 else { throw POSIXError(.EMFILE) }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_adddup2(&actions, out[1], 1)
+        posix_spawn_file_actions_adddup2(&actions, err[1], 2)
+        for fd in out + err { posix_spawn_file_actions_addclose(&actions, fd) }
+        let env = ProcessInfo.processInfo.environment.merging(environment ?? [:]) { $1 }.map { "\($0.key)=\($0.value)" }
+        let argv = ([path] + arguments).map { strdup($0) } + [nil]
+        let envp = env.map { strdup($0) } + [nil]
+        defer { for p in argv + envp { free(p) } }
+        var pid: pid_t = 0
+        let result = posix_spawn(&pid, path, &actions, nil, argv, envp)
+        close(out[1])
+        close(err[1])
+        guard result == 0 else {
+            close(out[0])
+            close(err[0])
+            throw RPCError.internal("cannot start \(path): \(String(cString: strerror(result)))")
+        }
+        self.pid = pid
+        stdoutFD = out[0]
+        stderrFD = err[0]
+    }
+
+    deinit {
+        if status == nil { kill(pid, SIGKILL); _ = wait() }
+        close(stdoutFD)
+        close(stderrFD)
+    }
+
+    /// Everything the child writes to `fd` until it closes it.
+    func readAll(_ fd: Int32) -> Data {
+        var data = Data()
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n > 0 { data.append(contentsOf: buffer[0..<n]) } else if n < 0 && errno == EINTR { continue } else { break }
+        }
+        return data
+    }
+
+    /// Waits for the exit; returns the exit code, or 128 + the signal that ended it.
+    @discardableResult
+    func wait() -> Int32 {
+        if let status { return status }
+        var raw: Int32 = 0
+        while waitpid(pid, &raw, 0) < 0 && errno == EINTR {}
+        let code = (raw & 0x7f) == 0 ? (raw >> 8) & 0xff : 128 + (raw & 0x7f)
+        status = code
+        return code
+    }
 }
 
 /// A service started the way systemd starts it: `systemd-socket-activate` holds a Unix and a
@@ -68,9 +125,8 @@ func runProcess(_ path: String, _ arguments: [String], environment: [String: Str
 final class ActivatedService {
     let unixPath: String
     let tcpPort: Int
-    let process = Process()
+    private var child: ChildProcess!
     private let notifySocket: NotifySocket
-    private let stderrPipe = Pipe()
     private let directory: String
 
     init(binary: String, arguments: [String], name: String) throws {
@@ -79,22 +135,18 @@ final class ActivatedService {
         unixPath = directory + "/\(name).sock"
         tcpPort = try freeTCPPort()
         notifySocket = try NotifySocket(path: directory + "/notify.sock")
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/systemd-socket-activate")
-        process.arguments = [
+        child = try ChildProcess("/usr/bin/systemd-socket-activate", [
             "-l", unixPath, "-l", "127.0.0.1:\(tcpPort)", "--fdname=\(name):\(name)-tcp",
             "-E", "NOTIFY_SOCKET=\(notifySocket.path)", "-E", "OPENBLAS_CORETYPE",
             binDirectory + "/" + binary,
-        ] + arguments
-        process.standardError = stderrPipe
-        process.standardOutput = FileHandle.nullDevice
-        try process.run()
+        ] + arguments)
         // systemd-socket-activate binds before it waits for the first connection.
         let deadline = Date().addingTimeInterval(10)
         while !FileManager.default.fileExists(atPath: unixPath) && Date() < deadline { usleep(10_000) }
     }
 
     deinit {
-        if process.isRunning { process.terminate(); process.waitUntilExit() }
+        child = nil  // kills it if still running
         try? FileManager.default.removeItem(atPath: directory)
     }
 
@@ -108,14 +160,9 @@ final class ActivatedService {
 
     /// Sends SIGTERM and returns the exit status and what the service wrote to stderr.
     func terminate() -> (status: Int32, stderr: String) {
-        process.terminate()
-        process.waitUntilExit()
-        let stderr = String(decoding: stderrPipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        return (process.terminationStatus, stderr)
-    }
-
-    var stderrSoFar: String {
-        String(decoding: stderrPipe.fileHandleForReading.availableData, as: UTF8.self)
+        kill(child.pid, SIGTERM)
+        let stderr = String(decoding: child.readAll(child.stderrFD), as: UTF8.self)
+        return (child.wait(), stderr)
     }
 }
 
