@@ -64,35 +64,35 @@ if ! out=$(bash "$share/src/scripts/install.sh" "" /usr/local "$share/bin" 2>&1)
   install_ok=no
   # Go on with what install.sh does (same steps), so that the other checks still run.
   install -d /usr/local/bin /etc/systemd/system /etc/gemma /usr/lib/sysusers.d
-  install -m 0755 "$share"/bin/gemma* /usr/local/bin/
+  for b in gemma gemma-tokenizer gemma-vision gemma-decoder; do
+    cmp -s "$share/bin/$b" "/usr/local/bin/$b" || install -m 0755 "$share/bin/$b" /usr/local/bin/
+  done
   install -m 0644 "$share"/src/systemd/gemma-*.socket "$share"/src/systemd/gemma-*.service \
     "$share"/src/systemd/gemma.target /etc/systemd/system/
   install -m 0644 "$share/src/systemd/gemma.sysusers" /usr/lib/sysusers.d/gemma.conf
   systemd-sysusers gemma.conf >/dev/null 2>&1
   systemctl daemon-reload
 fi
-if true; then
-  cat > /etc/gemma/tokenizer.conf <<EOF
+cat > /etc/gemma/tokenizer.conf <<EOF
 GEMMA_TOKENIZER_MODEL=$model
 GEMMA_TOKENIZER_ARGS=
 EOF
-  cat > /etc/gemma/decoder.conf <<EOF
+cat > /etc/gemma/decoder.conf <<EOF
 GEMMA_DECODER_MODEL=$model
 GEMMA_DECODER_ARGS=--tokenizer unix:/run/gemma/tokenizer.sock --vision unix:/run/gemma/vision.sock
 EOF
-  # The 270M is text-only: the vision service gets a path that does not exist (the
-  # failed-start check below).
-  cat > /etc/gemma/vision.conf <<EOF
+# The 270M is text-only: the vision service gets a path that does not exist (the
+# failed-start check below).
+cat > /etc/gemma/vision.conf <<EOF
 GEMMA_VISION_MODEL=$bad_vision_model
 GEMMA_VISION_ARGS=
 EOF
-  if [ $install_ok = no ]; then
-    check install fail "scripts/install.sh failed (the same steps were then done by hand): $(echo "$out" | one_line)"
-  elif getent group gemma >/dev/null && [ -f /etc/systemd/system/gemma-tokenizer.socket ]; then
-    check install ok "$(echo "$out" | one_line); group gemma=$(getent group gemma | cut -d: -f3); $(elapsed "$start") s"
-  else
-    check install fail "no gemma group or no units after install.sh: $(echo "$out" | one_line)"
-  fi
+if [ $install_ok = no ]; then
+  check install fail "scripts/install.sh failed (the same steps were then done by hand): $(echo "$out" | one_line)"
+elif getent group gemma >/dev/null && [ -f /etc/systemd/system/gemma-tokenizer.socket ]; then
+  check install ok "$(echo "$out" | one_line); group gemma=$(getent group gemma | cut -d: -f3); $(elapsed "$start") s"
+else
+  check install fail "no gemma group or no units after install.sh: $(echo "$out" | one_line)"
 fi
 
 # --- the binaries start here (no /opt/swift, the VM's CPU) ------------------------------------
