@@ -1,7 +1,14 @@
 // One instruction-set variant of the kernels. ckernels.c includes this file once per variant
 // with CK_SUFFIX (name suffix) and CK_TARGET (a target attribute, or nothing) defined, so the
 // same plain loops are compiled for each instruction set and auto-vectorized by the compiler;
-// the hottest loop (the 32-element int8 dot) also has hand-written intrinsics where available.
+// the int8 products have AVX2/AVX-512 intrinsics. Every variant performs the same arithmetic
+// (exact integer lane sums, explicit fused multiply-adds in a fixed order), so all give
+// bit-identical results; the portable variant emulates the AVX lane structure.
+//
+// Quantized products: activations become int8 blocks of 32 (`quantize_q8`, as ggml pairs
+// Q8_0 or Q8_K with each weight format); a weight row is unpacked to int8 values with per-16
+// scales (`unpack_row`) and dotted with each activation vector (`dot_unpacked`), or, for one
+// vector, read in place (`*_direct`).
 //
 // Block layouts follow ggml's definitions (ggml-common.h); values decode as:
 //   Q8_0  d·q                       q int8
