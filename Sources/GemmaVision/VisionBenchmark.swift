@@ -13,6 +13,10 @@ public enum VisionBenchmark {
         public let setupSeconds: Double
         /// Wall time of `encode` divided by the number of crops.
         public let secondsPerCrop: Double
+        /// Process CPU time (user + system, all threads) of `encode` per crop: on a machine
+        /// shared with other work this moves much less than wall time. Wall time on an idle
+        /// machine with T busy threads is about this divided by T.
+        public let cpuSecondsPerCrop: Double
         /// Floating-point operations of one crop (matrix products only: patch embedding,
         /// projections, attention scores and mixing, MLP, projector).
         public let flopsPerCrop: Double
@@ -23,10 +27,10 @@ public enum VisionBenchmark {
         public let phaseSecondsPerCrop: [String: Double]
 
         public var description: String {
-            String(format: "vision %d px, %d layers, width %d: %.2f s/crop over %d crop(s), %.0f GFLOP/crop, "
-                   + "%.1f GFLOP/s achieved; sgemm %.1f GFLOP/s; setup %.1f s",
-                   config.imageSize, config.layers, config.width, secondsPerCrop, crops, flopsPerCrop / 1e9,
-                   achievedGFLOPS, sgemmGFLOPS, setupSeconds)
+            String(format: "vision %d px, %d layers, width %d: %.2f s/crop over %d crop(s) (%.2f CPU s/crop), "
+                   + "%.0f GFLOP/crop, %.1f GFLOP/s achieved; sgemm %.1f GFLOP/s; setup %.1f s",
+                   config.imageSize, config.layers, config.width, secondsPerCrop, crops, cpuSecondsPerCrop,
+                   flopsPerCrop / 1e9, achievedGFLOPS, sgemmGFLOPS, setupSeconds)
                 + "\n  per crop: " + phaseSecondsPerCrop.sorted { $0.value > $1.value }
                     .map { String(format: "%@ %.2f s", $0.key, $0.value) }.joined(separator: ", ")
         }
@@ -56,16 +60,27 @@ public enum VisionBenchmark {
         let setupSeconds = Date().timeIntervalSince(setupStart)
         if warmUp { _ = try encoder.encode(pixelValues: Array(pixels.prefix(3 * config.imageSize * config.imageSize)), crops: 1) }
         let start = Date()
+        let cpuStart = processCPUSeconds()
         let phases = PhaseTimes()
         let tokens = try encoder.run(pixelValues: pixels, crops: crops, phases: phases).map(\.tokens)
         let seconds = Date().timeIntervalSince(start)
+        let cpuSeconds = processCPUSeconds() - cpuStart
         guard tokens.allSatisfy({ $0.allSatisfy(\.isFinite) }) else {
             throw VisionError.invalidWeights("benchmark produced non-finite soft tokens")
         }
         return Result(config: config, crops: crops, setupSeconds: setupSeconds,
-                      secondsPerCrop: seconds / Double(max(crops, 1)), flopsPerCrop: flopsPerCrop(config),
+                      secondsPerCrop: seconds / Double(max(crops, 1)),
+                      cpuSecondsPerCrop: cpuSeconds / Double(max(crops, 1)), flopsPerCrop: flopsPerCrop(config),
                       sgemmGFLOPS: sgemmGFLOPS(m: config.patchCount, n: config.mlpWidth, k: config.width),
                       phaseSecondsPerCrop: phases.seconds.mapValues { $0 / Double(max(crops, 1)) })
+    }
+
+    /// User + system CPU time of the whole process so far.
+    static func processCPUSeconds() -> Double {
+        var usage = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &usage)
+        func seconds(_ t: timeval) -> Double { Double(t.tv_sec) + Double(t.tv_usec) / 1e6 }
+        return seconds(usage.ru_utime) + seconds(usage.ru_stime)
     }
 
     /// sgemm throughput on `m×k · (n×k)ᵀ`, best of a few repetitions.

@@ -10,7 +10,7 @@ struct VisionBenchmarkTests {
         let config = VisionConfig(imageSize: 56, patchSize: 14, width: 32, layers: 2, heads: 4, mlpWidth: 48,
                                   tokensPerImage: 4, textHidden: 24)
         let result = try VisionBenchmark.run(config: config, crops: 2)
-        #expect(result.secondsPerCrop > 0 && result.sgemmGFLOPS > 0)
+        #expect(result.secondsPerCrop > 0 && result.sgemmGFLOPS > 0 && result.cpuSecondsPerCrop > 0)
         #expect(result.flopsPerCrop == VisionBenchmark.flopsPerCrop(config))
         // 16 patches: patch embedding + 2 × (projections + MLP + attention) + projector.
         let expected = 2.0 * 16 * 588 * 32 + 2 * (8.0 * 16 * 32 * 32 + 4.0 * 16 * 32 * 48 + 4.0 * 16 * 16 * 32)
