@@ -63,7 +63,7 @@ let package = Package(
             dependencies: ["GemmaRPC", "GemmaAPI", "GemmaVision"]),
         .executableTarget(
             name: "gemma-decoder",
-            dependencies: ["GemmaRPC", "GemmaAPI", "GemmaText"]),
+            dependencies: ["GemmaRPC", "GemmaAPI", "GemmaText", "GemmaVision"]),
         .executableTarget(
             name: "gemma",
             dependencies: [

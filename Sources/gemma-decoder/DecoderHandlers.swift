@@ -21,15 +21,19 @@ final class DecoderHandlers: Sendable {
     let tokenizer: RPCClient
     let sessions: SessionStore
     let limits: Limits
+    /// Image token, soft tokens per crop, vision services and the soft-token cache.
+    let images: ImageSupport
     let queue = InferenceQueue(name: "gemma-decoder inference")
     let started = ContinuousClock.now
 
-    init(model: TextModel, modelPath: String, tokenizer: RPCClient, sessions: SessionStore, limits: Limits) {
+    init(model: TextModel, modelPath: String, tokenizer: RPCClient, sessions: SessionStore, limits: Limits,
+         images: ImageSupport) {
         self.model = model
         self.modelPath = modelPath
         self.tokenizer = tokenizer
         self.sessions = sessions
         self.limits = limits
+        self.images = images
     }
 
     func service() -> RPCService {
@@ -72,7 +76,7 @@ final class DecoderHandlers: Sendable {
         info.sessions = UInt32(await sessions.count)
         info.kvBytesInUse = UInt64(await sessions.bytesInUse)
         info.kvBytesBudget = UInt64(sessions.budgetBytes)
-        info.acceptsImages = false
+        info.acceptsImages = images.vision != nil
         return info
     }
 
@@ -82,30 +86,28 @@ final class DecoderHandlers: Sendable {
                   stream: ResponseStream<V1.GenerateResponse>) async throws {
         let sampling = try SamplingParameters(request.sampling, vocabularySize: model.config.vocabSize)
         let maxTokens = request.maxTokens == 0 ? limits.defaultMaxTokens : Int(request.maxTokens)
-        guard request.imageEmbeddings.isEmpty else {
-            throw RPCError.failedPrecondition("this decoder serves a text-only model: image embeddings are not accepted")
-        }
         guard request.topLogprobs <= 20 else { throw RPCError.invalidArgument("top_logprobs is at most 20") }
-        let prompt = try await promptIDs(request)
-        try checkVocabulary(prompt)
-        guard prompt.count < limits.maxContext else {
-            throw RPCError(.outOfRange, "the prompt has \(prompt.count) tokens; the context holds \(limits.maxContext) (prompt + generated)")
-        }
+        // Token ids with the images' soft tokens placed (the context is checked inside, before
+        // any image is encoded).
+        let input = try await generateInput(request)
+        try checkVocabulary(input)
+        let prompt = input.tokens
         // A one-off call's cache is sized to what it can use; a session's to the full context.
         let capacity = request.sessionID.isEmpty ? min(limits.maxContext, prompt.count + maxTokens) : limits.maxContext
         try await withCache(session: request.sessionID, capacity: capacity) { cache in
-            try await runGeneration(prompt: prompt, cache: cache, sampling: sampling, maxTokens: maxTokens,
+            try await runGeneration(input: input, cache: cache, sampling: sampling, maxTokens: maxTokens,
                                     request: request, stream: stream)
         }
     }
 
-    private func runGeneration(prompt: [Int32], cache: KVCache, sampling: SamplingParameters, maxTokens: Int,
+    private func runGeneration(input: TextInput, cache: KVCache, sampling: SamplingParameters, maxTokens: Int,
                                request: V1.GenerateRequest, stream: ResponseStream<V1.GenerateResponse>) async throws {
         let model = self.model
+        let prompt = input.tokens
         let prefillStart = ContinuousClock.now
         let (cached, firstLogits) = try await queue.run {
-            let reused = model.reusablePrefix(of: TextInput(tokens: prompt), cache: cache)
-            return (reused, try model.prefill(tokens: prompt, cache: cache))
+            let reused = model.reusablePrefix(of: input, cache: cache)
+            return (reused, try model.prefill(input, cache: cache))
         }
         let prefillTime = ContinuousClock.now - prefillStart
         var logits = firstLogits
@@ -175,14 +177,8 @@ extension DecoderHandlers {
             }
             return ids
         case .chat(let chat)?:
+            // Image parts are handled by generateInput, which renders them with their crops.
             guard !chat.messages.isEmpty else { throw RPCError.invalidArgument("no chat messages") }
-            for message in chat.messages {
-                for part in message.parts {
-                    if case .image? = part.part {
-                        throw RPCError.failedPrecondition("this decoder serves a text-only model: images are not accepted")
-                    }
-                }
-            }
             var render = V1.ChatTemplateRequest()
             render.messages = chat.messages
             render.addGenerationPrompt = true
@@ -202,13 +198,6 @@ extension DecoderHandlers {
                                              timeout: .seconds(60))
         } catch let error as RPCError {
             throw RPCError(error.code, "tokenizer service: \(error.message)")
-        }
-    }
-
-    func checkVocabulary(_ ids: [Int32]) throws {
-        let size = model.config.vocabSize
-        if let bad = ids.first(where: { $0 < 0 || Int($0) >= size }) {
-            throw RPCError.invalidArgument("token id \(bad) is outside the vocabulary (0..<\(size))")
         }
     }
 
@@ -245,13 +234,11 @@ extension DecoderHandlers {
     /// positions per message.
     func score(_ request: V1.ScoreRequest, stream: ResponseStream<V1.ScoreResponse>) async throws {
         guard !request.ids.isEmpty else { throw RPCError.invalidArgument("no tokens to score") }
-        guard request.images.isEmpty && request.imageEmbeddings.isEmpty else {
-            throw RPCError.failedPrecondition("this decoder serves a text-only model: images are not accepted")
-        }
-        try checkVocabulary(request.ids)
         guard request.ids.count <= limits.maxContext else {
             throw RPCError(.outOfRange, "\(request.ids.count) tokens exceed the context of \(limits.maxContext)")
         }
+        let input = try await scoreInput(request)
+        try checkVocabulary(input)
         let vocabulary = model.config.vocabSize
         if request.output == .topK {
             guard request.topK > 0 && Int(request.topK) <= vocabulary else {
@@ -259,30 +246,41 @@ extension DecoderHandlers {
             }
         }
         let model = self.model
-        let ids = request.ids
-        try await withCache(session: "", capacity: ids.count) { cache in
+        let count = input.count
+        try await withCache(session: "", capacity: count) { cache in
             var start = 0
-            while start < ids.count {
-                let end = min(ids.count, start + Self.scoreRowsPerMessage)
-                let chunk = Array(ids[start..<end])
-                var rows = try await queue.run { try model.appendReturningAllLogits(TextInput(tokens: chunk), cache: cache) }
-                var message = V1.ScoreResponse()
-                message.firstPosition = UInt32(start)
-                message.positions = UInt32(end - start)
-                message.vocabularySize = UInt32(vocabulary)
-                switch request.output {
-                case .logits:
-                    message.values = littleEndianBytes(rows)
-                case .logprobs:
-                    for row in 0..<(end - start) { Logprobs.logSoftmax(&rows, row: row, width: vocabulary) }
-                    message.values = littleEndianBytes(rows)
-                case .topK:
-                    for row in 0..<(end - start) {
-                        let slice = Array(rows[(row * vocabulary)..<((row + 1) * vocabulary)])
-                        message.top += Logprobs.top(Int(request.topK), of: slice)
-                    }
+            while start < count {
+                // A bidirectional group (an image) is computed in one call: a chunk that would
+                // end inside one runs to the group's end, and is sent in several messages.
+                var end = min(count, start + Self.scoreRowsPerMessage)
+                if let group = input.bidirectionalGroups.first(where: { $0.lowerBound < end && end < $0.upperBound }) {
+                    end = group.upperBound
                 }
-                try await stream.send(message)
+                let chunk = input.slice(start..<end, hiddenSize: model.config.hiddenSize)
+                let all = try await queue.run { try model.appendReturningAllLogits(chunk, cache: cache) }
+                var first = start
+                while first < end {
+                    let last = min(end, first + Self.scoreRowsPerMessage)
+                    var rows = Array(all[((first - start) * vocabulary)..<((last - start) * vocabulary)])
+                    var message = V1.ScoreResponse()
+                    message.firstPosition = UInt32(first)
+                    message.positions = UInt32(last - first)
+                    message.vocabularySize = UInt32(vocabulary)
+                    switch request.output {
+                    case .logits:
+                        message.values = littleEndianBytes(rows)
+                    case .logprobs:
+                        for row in 0..<(last - first) { Logprobs.logSoftmax(&rows, row: row, width: vocabulary) }
+                        message.values = littleEndianBytes(rows)
+                    case .topK:
+                        for row in 0..<(last - first) {
+                            let slice = Array(rows[(row * vocabulary)..<((row + 1) * vocabulary)])
+                            message.top += Logprobs.top(Int(request.topK), of: slice)
+                        }
+                    }
+                    try await stream.send(message)
+                    first = last
+                }
                 start = end
             }
         }

@@ -45,6 +45,9 @@ struct Generate: AsyncParsableCommand {
     @Option(help: "Comma-separated prompt token ids instead of text.") var tokens: String?
     @Option(help: "Keep the KV cache under this session id.") var session: String?
     @Option(help: "Return the log-probabilities of this many alternatives per token.") var topLogprobs: UInt32 = 0
+    @Option(help: "A PNG image (repeatable). With --prompt it goes before the text of the user message; with --tokens or --raw the vision service encodes it here and its soft tokens fill the prompt's runs of the image token, in order.")
+    var image: [String] = []
+    @Flag(help: "Add Pan & Scan crops to the images.") var panAndScan = false
     @Flag(help: "One JSON object per line.") var json = false
     @OptionGroup var sampling: SamplingOptions
     @OptionGroup var services: ServiceAddresses
@@ -55,6 +58,10 @@ struct Generate: AsyncParsableCommand {
 
     func run() async throws {
         var request = V1.GenerateRequest()
+        let images = try image.map { path -> V1.Image in
+            guard let data = FileManager.default.contents(atPath: path) else { throw ValidationError("cannot read \(path)") }
+            return imageMessage(png: data, panAndScan: panAndScan)
+        }
         if let tokens {
             var input = V1.TokenInput()
             input.ids = try parseIDs(tokens)
@@ -65,9 +72,20 @@ struct Generate: AsyncParsableCommand {
             var chat = V1.ChatInput()
             var message = V1.ChatMessage()
             message.role = "user"
-            message.parts = [textPart(prompt!)]
+            message.parts = images.map { image in
+                var part = V1.ContentPart()
+                part.part = .image(image)
+                return part
+            } + [textPart(prompt!)]
             chat.messages = [message]
             request.input = .chat(chat)
+        }
+        if !images.isEmpty && (tokens != nil || raw) {
+            // No chat template to expand them: the soft tokens travel with the request.
+            var encode = V1.EncodeImageRequest()
+            encode.images = images
+            encode.type = .f32
+            request.imageEmbeddings = try await call(services, .vision, "EncodeImage", encode, as: V1.EncodeImageResponse.self).images
         }
         request.sessionID = session ?? ""
         request.topLogprobs = topLogprobs
@@ -185,11 +203,18 @@ struct Score: AsyncParsableCommand {
     @Option(help: "Comma-separated token ids.") var tokens: String
     @Option(help: "Output file.") var output: String
     @Flag(help: "Log-probabilities instead of logits.") var logprobs = false
+    @Option(help: "A PNG image (repeatable): the images fill the runs of the image token in the sequence, in order (each crop one run of tokens-per-image ids).")
+    var image: [String] = []
+    @Flag(help: "Add Pan & Scan crops to the images (each crop needs its own run).") var panAndScan = false
     @OptionGroup var services: ServiceAddresses
 
     func run() async throws {
         var request = V1.ScoreRequest()
         request.ids = try parseIDs(tokens)
+        request.images = try image.map { path in
+            guard let data = FileManager.default.contents(atPath: path) else { fail("cannot read \(path)") }
+            return imageMessage(png: data, panAndScan: panAndScan)
+        }
         request.output = logprobs ? .logprobs : .logits
         guard FileManager.default.createFile(atPath: output, contents: nil),
               let file = FileHandle(forWritingAtPath: output) else { fail("cannot write \(output)") }
