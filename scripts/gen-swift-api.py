@@ -162,7 +162,8 @@ class Gen:
         # from C
         self.w()
         self.w(f"{ind}    init(c: UnsafePointer<{ct}>) throws {{")
-        self.w(f"{ind}        let m = c.pointee")
+        if plain or oneofs:
+            self.w(f"{ind}        let m = c.pointee")
         for f in plain:
             self.w(f"{ind}        " + self.read_field(f, f"self.{camel(f.name)}", "m"))
         for i, fields in oneofs.items():

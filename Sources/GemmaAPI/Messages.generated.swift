@@ -142,7 +142,6 @@ extension V1 {
         public init() {}
 
         init(c: UnsafePointer<Gemma__V1__Cancel>) throws {
-            let m = c.pointee
         }
 
         func c(in arena: CArena) -> UnsafeMutablePointer<Gemma__V1__Cancel> {
@@ -1132,7 +1131,6 @@ extension V1 {
         public init() {}
 
         init(c: UnsafePointer<Gemma__V1__HealthRequest>) throws {
-            let m = c.pointee
         }
 
         func c(in arena: CArena) -> UnsafeMutablePointer<Gemma__V1__HealthRequest> {
@@ -1302,7 +1300,6 @@ extension V1 {
         public init() {}
 
         init(c: UnsafePointer<Gemma__V1__InfoRequest>) throws {
-            let m = c.pointee
         }
 
         func c(in arena: CArena) -> UnsafeMutablePointer<Gemma__V1__InfoRequest> {
