@@ -7,8 +7,15 @@ check=0
 if [ "${1:-}" = "--check" ]; then check=1; shift; fi
 out=${1:-Sources/GemmaProto}
 scratch=$(mktemp -d); trap 'rm -rf "$scratch"' EXIT
-mkdir -p "$scratch/raw"
-protoc-c --proto_path=Protos --c_out="$scratch/raw" Protos/gemma/v1/*.proto
+mkdir -p "$scratch/raw" "$scratch/protos/gemma/v1"
+# protobuf-c keeps a string field as a NUL-terminated char*, which would cut a text at an
+# embedded U+0000. The C code is generated from a copy in which string fields are bytes: the
+# wire encoding is identical (both length-delimited), and GemmaAPI checks UTF-8 itself.
+for f in Protos/gemma/v1/*.proto; do
+  sed -E 's/^([[:space:]]*(repeated[[:space:]]+)?)string([[:space:]]+[A-Za-z_][A-Za-z0-9_]*[[:space:]]*=)/\1bytes\3/' \
+    "$f" > "$scratch/protos/gemma/v1/$(basename "$f")"
+done
+protoc-c --proto_path="$scratch/protos" --c_out="$scratch/raw" "$scratch"/protos/gemma/v1/*.proto
 mkdir -p "$scratch/target/gemma/v1" "$scratch/target/include/gemma/v1"
 mv "$scratch"/raw/gemma/v1/*.pb-c.c "$scratch/target/gemma/v1/"
 mv "$scratch"/raw/gemma/v1/*.pb-c.h "$scratch/target/include/gemma/v1/"

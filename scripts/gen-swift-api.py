@@ -227,7 +227,7 @@ class Gen:
                 return f"{let}{target} = {src} != 0"
             return f"{let}{target} = {src}"
         if f.type == FD.TYPE_STRING:
-            return f"{let}{target} = try readString({src})"
+            return f"{let}{target} = try readString({src})"  # bytes in the C code: see gen-proto.sh
         if f.type == FD.TYPE_BYTES:
             return f"{let}{target} = readBytes({src})"
         if f.type == FD.TYPE_ENUM:
@@ -267,7 +267,7 @@ class Gen:
         if f.type == FD.TYPE_BOOL:
             return f"{dst} = {value} ? 1 : 0"
         if f.type == FD.TYPE_STRING:
-            return f"{dst} = arena.string({value})"
+            return f"{dst} = arena.bytes(Array({value}.utf8))"
         if f.type == FD.TYPE_BYTES:
             return f"{dst} = arena.bytes({value})"
         if f.type == FD.TYPE_ENUM:
@@ -283,7 +283,7 @@ class Gen:
             elif f.type == FD.TYPE_BOOL:
                 expr = f"arena.array({value}.map {{ $0 ? Int32(1) : 0 }})"
             elif f.type == FD.TYPE_STRING:
-                expr = f"arena.array({value}.map {{ arena.string($0) }})"
+                expr = f"arena.array({value}.map {{ arena.bytes(Array($0.utf8)) }})"
             elif f.type == FD.TYPE_BYTES:
                 expr = f"arena.array({value}.map {{ arena.bytes($0) }})"
             elif f.type == FD.TYPE_ENUM:

@@ -67,7 +67,7 @@ extension V1 {
         func c(in arena: CArena) -> UnsafeMutablePointer<Gemma__V1__CallStart> {
             let p = arena.allocate(Gemma__V1__CallStart.self)
             gemma__v1__call_start__init(p)
-            p.pointee.method = arena.string(self.method)
+            p.pointee.method = arena.bytes(Array(self.method.utf8))
             p.pointee.timeout_ms = self.timeoutMs
             p.pointee.n_metadata = self.metadata.count
             p.pointee.metadata = arena.array(self.metadata.map { Optional($0.c(in: arena)) })
@@ -112,7 +112,7 @@ extension V1 {
             let p = arena.allocate(Gemma__V1__CallStatus.self)
             gemma__v1__call_status__init(p)
             p.pointee.code = .init(rawValue: numericCast(UInt32(bitPattern: self.code.rawValue)))
-            p.pointee.message = arena.string(self.message)
+            p.pointee.message = arena.bytes(Array(self.message.utf8))
             p.pointee.n_trailers = self.trailers.count
             p.pointee.trailers = arena.array(self.trailers.map { Optional($0.c(in: arena)) })
             return p
@@ -224,7 +224,7 @@ extension V1 {
         func c(in arena: CArena) -> UnsafeMutablePointer<Gemma__V1__ChatMessage> {
             let p = arena.allocate(Gemma__V1__ChatMessage.self)
             gemma__v1__chat_message__init(p)
-            p.pointee.role = arena.string(self.role)
+            p.pointee.role = arena.bytes(Array(self.role.utf8))
             p.pointee.n_parts = self.parts.count
             p.pointee.parts = arena.array(self.parts.map { Optional($0.c(in: arena)) })
             return p
@@ -314,7 +314,7 @@ extension V1 {
         func c(in arena: CArena) -> UnsafeMutablePointer<Gemma__V1__ChatTemplateResponse> {
             let p = arena.allocate(Gemma__V1__ChatTemplateResponse.self)
             gemma__v1__chat_template_response__init(p)
-            p.pointee.text = arena.string(self.text)
+            p.pointee.text = arena.bytes(Array(self.text.utf8))
             p.pointee.n_ids = self.ids.count
             p.pointee.ids = arena.array(self.ids)
             return p
@@ -367,7 +367,7 @@ extension V1 {
             switch self.part {
             case .text(let value)?:
                 p.pointee.part_case = .init(rawValue: 1)
-                p.pointee.text = arena.string(value)
+                p.pointee.text = arena.bytes(Array(value.utf8))
             case .image(let value)?:
                 p.pointee.part_case = .init(rawValue: 2)
                 p.pointee.image = value.c(in: arena)
@@ -549,7 +549,7 @@ extension V1 {
         func c(in arena: CArena) -> UnsafeMutablePointer<Gemma__V1__DecodeIncrementalResponse> {
             let p = arena.allocate(Gemma__V1__DecodeIncrementalResponse.self)
             gemma__v1__decode_incremental_response__init(p)
-            p.pointee.text = arena.string(self.text)
+            p.pointee.text = arena.bytes(Array(self.text.utf8))
             p.pointee.pending = arena.bytes(self.pending)
             return p
         }
@@ -626,7 +626,7 @@ extension V1 {
         func c(in arena: CArena) -> UnsafeMutablePointer<Gemma__V1__DecodeResponse> {
             let p = arena.allocate(Gemma__V1__DecodeResponse.self)
             gemma__v1__decode_response__init(p)
-            p.pointee.text = arena.string(self.text)
+            p.pointee.text = arena.bytes(Array(self.text.utf8))
             return p
         }
 
@@ -809,7 +809,7 @@ extension V1 {
             let p = arena.allocate(Gemma__V1__EncodeRequest.self)
             gemma__v1__encode_request__init(p)
             p.pointee.n_texts = self.texts.count
-            p.pointee.texts = arena.array(self.texts.map { arena.string($0) })
+            p.pointee.texts = arena.array(self.texts.map { arena.bytes(Array($0.utf8)) })
             p.pointee.add_bos = self.addBos ? 1 : 0
             p.pointee.parse_special = self.parseSpecial ? 1 : 0
             p.pointee.with_offsets = self.withOffsets ? 1 : 0
@@ -1033,11 +1033,11 @@ extension V1 {
         func c(in arena: CArena) -> UnsafeMutablePointer<Gemma__V1__GenerateRequest> {
             let p = arena.allocate(Gemma__V1__GenerateRequest.self)
             gemma__v1__generate_request__init(p)
-            p.pointee.session_id = arena.string(self.sessionID)
+            p.pointee.session_id = arena.bytes(Array(self.sessionID.utf8))
             if let value = self.sampling { p.pointee.sampling = value.c(in: arena) }
             p.pointee.max_tokens = self.maxTokens
             p.pointee.n_stop = self.stop.count
-            p.pointee.stop = arena.array(self.stop.map { arena.string($0) })
+            p.pointee.stop = arena.array(self.stop.map { arena.bytes(Array($0.utf8)) })
             p.pointee.ignore_eos = self.ignoreEos ? 1 : 0
             p.pointee.top_logprobs = self.topLogprobs
             p.pointee.n_image_embeddings = self.imageEmbeddings.count
@@ -1048,7 +1048,7 @@ extension V1 {
                 p.pointee.chat = value.c(in: arena)
             case .text(let value)?:
                 p.pointee.input_case = .init(rawValue: 2)
-                p.pointee.text = arena.string(value)
+                p.pointee.text = arena.bytes(Array(value.utf8))
             case .tokens(let value)?:
                 p.pointee.input_case = .init(rawValue: 3)
                 p.pointee.tokens = value.c(in: arena)
@@ -1099,7 +1099,7 @@ extension V1 {
             gemma__v1__generate_response__init(p)
             p.pointee.n_token_ids = self.tokenIDs.count
             p.pointee.token_ids = arena.array(self.tokenIDs)
-            p.pointee.text = arena.string(self.text)
+            p.pointee.text = arena.bytes(Array(self.text.utf8))
             p.pointee.n_logprobs = self.logprobs.count
             p.pointee.logprobs = arena.array(self.logprobs.map { Optional($0.c(in: arena)) })
             p.pointee.finish_reason = .init(rawValue: numericCast(UInt32(bitPattern: self.finishReason.rawValue)))
@@ -1342,8 +1342,8 @@ extension V1 {
         func c(in arena: CArena) -> UnsafeMutablePointer<Gemma__V1__MetadataEntry> {
             let p = arena.allocate(Gemma__V1__MetadataEntry.self)
             gemma__v1__metadata_entry__init(p)
-            p.pointee.key = arena.string(self.key)
-            p.pointee.value = arena.string(self.value)
+            p.pointee.key = arena.bytes(Array(self.key.utf8))
+            p.pointee.value = arena.bytes(Array(self.value.utf8))
             return p
         }
 
@@ -1466,7 +1466,7 @@ extension V1 {
         func c(in arena: CArena) -> UnsafeMutablePointer<Gemma__V1__ReleaseSessionRequest> {
             let p = arena.allocate(Gemma__V1__ReleaseSessionRequest.self)
             gemma__v1__release_session_request__init(p)
-            p.pointee.session_id = arena.string(self.sessionID)
+            p.pointee.session_id = arena.bytes(Array(self.sessionID.utf8))
             return p
         }
 
@@ -1708,10 +1708,10 @@ extension V1 {
         func c(in arena: CArena) -> UnsafeMutablePointer<Gemma__V1__ServiceInfo> {
             let p = arena.allocate(Gemma__V1__ServiceInfo.self)
             gemma__v1__service_info__init(p)
-            p.pointee.service = arena.string(self.service)
-            p.pointee.version = arena.string(self.version)
-            p.pointee.model_path = arena.string(self.modelPath)
-            p.pointee.model_format = arena.string(self.modelFormat)
+            p.pointee.service = arena.bytes(Array(self.service.utf8))
+            p.pointee.version = arena.bytes(Array(self.version.utf8))
+            p.pointee.model_path = arena.bytes(Array(self.modelPath.utf8))
+            p.pointee.model_format = arena.bytes(Array(self.modelFormat.utf8))
             p.pointee.uptime_ms = self.uptimeMs
             p.pointee.active_calls = self.activeCalls
             return p

@@ -50,14 +50,6 @@ final class CArena {
         raw(MemoryLayout<T>.stride).bindMemory(to: T.self, capacity: 1)
     }
 
-    func string(_ s: String) -> UnsafeMutablePointer<CChar> {
-        var utf8 = Array(s.utf8)
-        utf8.append(0)
-        let p = raw(utf8.count).bindMemory(to: CChar.self, capacity: utf8.count)
-        utf8.withUnsafeBytes { UnsafeMutableRawPointer(p).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
-        return p
-    }
-
     func bytes(_ b: [UInt8]) -> ProtobufCBinaryData {
         let p = raw(b.count).bindMemory(to: UInt8.self, capacity: b.count)
         b.withUnsafeBufferPointer { if let base = $0.baseAddress { p.update(from: base, count: $0.count) } }
@@ -72,9 +64,13 @@ final class CArena {
     }
 }
 
-func readString(_ p: UnsafeMutablePointer<CChar>?) throws -> String {
-    guard let p else { return "" }
-    guard let s = String(validatingCString: p) else { throw ProtoError.invalidUTF8 }
+/// A string field, which the C code holds as bytes (so that U+0000 survives); throws when the
+/// bytes are not UTF-8.
+func readString(_ b: ProtobufCBinaryData) throws -> String {
+    guard let data = b.data, b.len > 0 else { return "" }
+    guard let s = String(validating: UnsafeBufferPointer(start: data, count: b.len), as: UTF8.self) else {
+        throw ProtoError.invalidUTF8
+    }
     return s
 }
 

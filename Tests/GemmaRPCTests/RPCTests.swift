@@ -65,7 +65,7 @@ final class RPCTests: XCTestCase {
 
     func testUnaryOverUnixAndTCP() async throws {
         var request = V1.DecodeResponse()
-        request.text = "héllo ✓"
+        request.text = "héllo\u{0} ✓"  // U+0000 must survive protobuf-c
         let tcp = try RPCClient("127.0.0.1:\(server.boundTCPPort!)")
         for client in [try client(), tcp] {
             let response = try await client.unary("/gemma.v1.Test/Echo", request, as: V1.DecodeResponse.self)

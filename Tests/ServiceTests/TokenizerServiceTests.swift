@@ -72,6 +72,14 @@ final class TokenizerServiceTests: XCTestCase {
         let decoded = try await client.unary("/gemma.v1.Tokenizer/Decode", decode, as: V1.DecodeResponse.self)
         XCTAssertEqual(decoded.text, "The capital of France is")
 
+        // A text holding U+0000 is neither cut short nor garbled on the way.
+        var withNUL = V1.EncodeRequest()
+        withNUL.texts = ["before\u{0}after"]
+        let nulIDs = try await client.unary("/gemma.v1.Tokenizer/Encode", withNUL, as: V1.EncodeResponse.self).encodings[0].ids
+        decode.ids = nulIDs
+        let nulText = try await client.unary("/gemma.v1.Tokenizer/Decode", decode, as: V1.DecodeResponse.self).text
+        XCTAssertEqual(nulText, "before\u{0}after")
+
         // Streaming detokenization of an emoji split into byte tokens holds bytes back.
         encode.texts = ["héllo 👩‍💻 世界"]
         encode.addBos = false

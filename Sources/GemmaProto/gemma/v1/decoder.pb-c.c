@@ -945,11 +945,11 @@ static const ProtobufCFieldDescriptor gemma__v1__generate_request__field_descrip
     "text",
     2,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     offsetof(Gemma__V1__GenerateRequest, input_case),
     offsetof(Gemma__V1__GenerateRequest, text),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -969,11 +969,11 @@ static const ProtobufCFieldDescriptor gemma__v1__generate_request__field_descrip
     "session_id",
     4,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     0,   /* quantifier_offset */
     offsetof(Gemma__V1__GenerateRequest, session_id),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -1005,11 +1005,11 @@ static const ProtobufCFieldDescriptor gemma__v1__generate_request__field_descrip
     "stop",
     7,
     PROTOBUF_C_LABEL_REPEATED,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     offsetof(Gemma__V1__GenerateRequest, n_stop),
     offsetof(Gemma__V1__GenerateRequest, stop),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -1343,11 +1343,11 @@ static const ProtobufCFieldDescriptor gemma__v1__generate_response__field_descri
     "text",
     2,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     0,   /* quantifier_offset */
     offsetof(Gemma__V1__GenerateResponse, text),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -1601,11 +1601,11 @@ static const ProtobufCFieldDescriptor gemma__v1__release_session_request__field_
     "session_id",
     1,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     0,   /* quantifier_offset */
     offsetof(Gemma__V1__ReleaseSessionRequest, session_id),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },

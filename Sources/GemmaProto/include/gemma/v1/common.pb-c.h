@@ -93,25 +93,25 @@ struct  Gemma__V1__ServiceInfo
   /*
    * "gemma.v1.Tokenizer"
    */
-  char *service;
+  ProtobufCBinaryData service;
   /*
    * the binary's version
    */
-  char *version;
+  ProtobufCBinaryData version;
   /*
    * what was loaded
    */
-  char *model_path;
+  ProtobufCBinaryData model_path;
   /*
    * "gguf", "safetensors", "sentencepiece"
    */
-  char *model_format;
+  ProtobufCBinaryData model_format;
   uint64_t uptime_ms;
   uint32_t active_calls;
 };
 #define GEMMA__V1__SERVICE_INFO__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&gemma__v1__service_info__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0 }
+    , {0,NULL}, {0,NULL}, {0,NULL}, {0,NULL}, 0, 0 }
 
 
 typedef enum {
@@ -177,13 +177,13 @@ struct  Gemma__V1__PanAndScan
 struct  Gemma__V1__ChatMessage
 {
   ProtobufCMessage base;
-  char *role;
+  ProtobufCBinaryData role;
   size_t n_parts;
   Gemma__V1__ContentPart **parts;
 };
 #define GEMMA__V1__CHAT_MESSAGE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&gemma__v1__chat_message__descriptor) \
-    , (char *)protobuf_c_empty_string, 0,NULL }
+    , {0,NULL}, 0,NULL }
 
 
 typedef enum {
@@ -198,7 +198,7 @@ struct  Gemma__V1__ContentPart
   ProtobufCMessage base;
   Gemma__V1__ContentPart__PartCase part_case;
   union {
-    char *text;
+    ProtobufCBinaryData text;
     Gemma__V1__Image *image;
   };
 };

@@ -123,11 +123,11 @@ struct  Gemma__V1__GenerateRequest
   /*
    * Keeps the KV cache between calls under this id; empty = a one-off call.
    */
-  char *session_id;
+  ProtobufCBinaryData session_id;
   Gemma__V1__SamplingParams *sampling;
   uint32_t max_tokens;
   size_t n_stop;
-  char **stop;
+  ProtobufCBinaryData *stop;
   protobuf_c_boolean ignore_eos;
   /*
    * Return the log-probability of each sampled token and the top-n alternatives.
@@ -147,13 +147,13 @@ struct  Gemma__V1__GenerateRequest
     /*
      * Tokenized as is (with <bos>), no template.
      */
-    char *text;
+    ProtobufCBinaryData text;
     Gemma__V1__TokenInput *tokens;
   };
 };
 #define GEMMA__V1__GENERATE_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&gemma__v1__generate_request__descriptor) \
-    , (char *)protobuf_c_empty_string, NULL, 0, 0,NULL, 0, 0, 0,NULL, GEMMA__V1__GENERATE_REQUEST__INPUT__NOT_SET, {0} }
+    , {0,NULL}, NULL, 0, 0,NULL, 0, 0, 0,NULL, GEMMA__V1__GENERATE_REQUEST__INPUT__NOT_SET, {0} }
 
 
 struct  Gemma__V1__ChatInput
@@ -210,7 +210,7 @@ struct  Gemma__V1__GenerateResponse
   ProtobufCMessage base;
   size_t n_token_ids;
   int32_t *token_ids;
-  char *text;
+  ProtobufCBinaryData text;
   size_t n_logprobs;
   Gemma__V1__TokenLogprobs **logprobs;
   Gemma__V1__FinishReason finish_reason;
@@ -218,7 +218,7 @@ struct  Gemma__V1__GenerateResponse
 };
 #define GEMMA__V1__GENERATE_RESPONSE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&gemma__v1__generate_response__descriptor) \
-    , 0,NULL, (char *)protobuf_c_empty_string, 0,NULL, GEMMA__V1__FINISH_REASON__NOT_FINISHED, NULL }
+    , 0,NULL, {0,NULL}, 0,NULL, GEMMA__V1__FINISH_REASON__NOT_FINISHED, NULL }
 
 
 struct  Gemma__V1__ScoreRequest
@@ -262,11 +262,11 @@ struct  Gemma__V1__ScoreResponse
 struct  Gemma__V1__ReleaseSessionRequest
 {
   ProtobufCMessage base;
-  char *session_id;
+  ProtobufCBinaryData session_id;
 };
 #define GEMMA__V1__RELEASE_SESSION_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&gemma__v1__release_session_request__descriptor) \
-    , (char *)protobuf_c_empty_string }
+    , {0,NULL} }
 
 
 struct  Gemma__V1__ReleaseSessionResponse

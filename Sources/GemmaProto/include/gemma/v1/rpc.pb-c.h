@@ -105,7 +105,7 @@ struct  Gemma__V1__CallStart
   /*
    * Full method name, as gRPC writes it: "/gemma.v1.Decoder/Generate".
    */
-  char *method;
+  ProtobufCBinaryData method;
   /*
    * Relative deadline in milliseconds, counted from when the server reads this frame
    * (like gRPC's grpc-timeout header). 0 means no deadline.
@@ -120,18 +120,18 @@ struct  Gemma__V1__CallStart
 };
 #define GEMMA__V1__CALL_START__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&gemma__v1__call_start__descriptor) \
-    , (char *)protobuf_c_empty_string, 0, 0,NULL, {0,NULL} }
+    , {0,NULL}, 0, 0,NULL, {0,NULL} }
 
 
 struct  Gemma__V1__MetadataEntry
 {
   ProtobufCMessage base;
-  char *key;
-  char *value;
+  ProtobufCBinaryData key;
+  ProtobufCBinaryData value;
 };
 #define GEMMA__V1__METADATA_ENTRY__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&gemma__v1__metadata_entry__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+    , {0,NULL}, {0,NULL} }
 
 
 struct  Gemma__V1__Cancel
@@ -147,13 +147,13 @@ struct  Gemma__V1__CallStatus
 {
   ProtobufCMessage base;
   Gemma__V1__StatusCode code;
-  char *message;
+  ProtobufCBinaryData message;
   size_t n_trailers;
   Gemma__V1__MetadataEntry **trailers;
 };
 #define GEMMA__V1__CALL_STATUS__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&gemma__v1__call_status__descriptor) \
-    , GEMMA__V1__STATUS_CODE__OK, (char *)protobuf_c_empty_string, 0,NULL }
+    , GEMMA__V1__STATUS_CODE__OK, {0,NULL}, 0,NULL }
 
 
 /* Gemma__V1__Frame methods */

@@ -57,7 +57,7 @@ struct  Gemma__V1__EncodeRequest
 {
   ProtobufCMessage base;
   size_t n_texts;
-  char **texts;
+  ProtobufCBinaryData *texts;
   protobuf_c_boolean add_bos;
   /*
    * Turn special and control tokens written in the text ("<start_of_turn>") into their ids.
@@ -114,11 +114,11 @@ struct  Gemma__V1__DecodeRequest
 struct  Gemma__V1__DecodeResponse
 {
   ProtobufCMessage base;
-  char *text;
+  ProtobufCBinaryData text;
 };
 #define GEMMA__V1__DECODE_RESPONSE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&gemma__v1__decode_response__descriptor) \
-    , (char *)protobuf_c_empty_string }
+    , {0,NULL} }
 
 
 struct  Gemma__V1__DecodeIncrementalRequest
@@ -144,12 +144,12 @@ struct  Gemma__V1__DecodeIncrementalRequest
 struct  Gemma__V1__DecodeIncrementalResponse
 {
   ProtobufCMessage base;
-  char *text;
+  ProtobufCBinaryData text;
   ProtobufCBinaryData pending;
 };
 #define GEMMA__V1__DECODE_INCREMENTAL_RESPONSE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&gemma__v1__decode_incremental_response__descriptor) \
-    , (char *)protobuf_c_empty_string, {0,NULL} }
+    , {0,NULL}, {0,NULL} }
 
 
 struct  Gemma__V1__ChatTemplateRequest
@@ -178,13 +178,13 @@ struct  Gemma__V1__ChatTemplateRequest
 struct  Gemma__V1__ChatTemplateResponse
 {
   ProtobufCMessage base;
-  char *text;
+  ProtobufCBinaryData text;
   size_t n_ids;
   int32_t *ids;
 };
 #define GEMMA__V1__CHAT_TEMPLATE_RESPONSE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&gemma__v1__chat_template_response__descriptor) \
-    , (char *)protobuf_c_empty_string, 0,NULL }
+    , {0,NULL}, 0,NULL }
 
 
 /* Gemma__V1__TokenizerInfo methods */
