@@ -250,12 +250,13 @@ extension DecoderHandlers {
         try await withCache(session: "", capacity: count) { cache in
             var start = 0
             while start < count {
-                // A bidirectional group (an image) is computed in one call: a chunk that would
-                // end inside one runs to the group's end, and is sent in several messages.
+                // A bidirectional group (an image) and an override are computed in one call: a
+                // chunk that would end inside one runs to its end, and is sent in several messages.
                 var end = min(count, start + Self.scoreRowsPerMessage)
-                if let group = input.bidirectionalGroups.first(where: { $0.lowerBound < end && end < $0.upperBound }) {
-                    end = group.upperBound
+                let spans = input.bidirectionalGroups + input.embeddingOverrides.map {
+                    $0.start..<($0.start + $0.values.count / model.config.hiddenSize)
                 }
+                while let span = spans.first(where: { $0.lowerBound < end && end < $0.upperBound }) { end = span.upperBound }
                 let chunk = input.slice(start..<end, hiddenSize: model.config.hiddenSize)
                 let all = try await queue.run { try model.appendReturningAllLogits(chunk, cache: cache) }
                 var first = start
