@@ -179,11 +179,102 @@ final class MultimodalServiceTests: XCTestCase {
         ], name: "decoder3")
         let client = try RPCClient(service.unixAddress)
         let item = manifest.cases[0]
+        let images = try item.imageMessages()
         let started = Date()
-        await assertStatus(.deadlineExceeded) { _ = try await self.score(client, ids: item.ids, images: try item.imageMessages()) }
-        XCTAssertLessThan(Date().timeIntervalSince(started), 10)
+        var request = V1.ScoreRequest()
+        request.ids = item.ids
+        request.images = images
+        let stalled = Task { [request] () -> RPCError? in
+            do {
+                _ = try await scoreLogits(client, request)
+                return nil
+            } catch let error as RPCError {
+                return error
+            } catch {
+                return RPCError.internal("\(error)")
+            }
+        }
+        // While one call waits for the vision service, others are served.
+        try await Task.sleep(for: .milliseconds(300))
         let text = try await score(client, ids: [2, 10, 11], images: [])
         XCTAssertEqual(text.count, 3 * manifest.vocabulary)
+        XCTAssertLessThan(Date().timeIntervalSince(started), 0.95, "a text call waited for the stalled image call")
+        let error = await stalled.value
+        XCTAssertEqual(error?.code, .deadlineExceeded, error?.message ?? "no error")
+        XCTAssertTrue(error?.message.contains("vision service") ?? false, error?.message ?? "")
+        XCTAssertLessThan(Date().timeIntervalSince(started), 10)
+    }
+
+    func testChatSessionDoesNotReencodeItsImages() async throws {
+        let real = try RPCClient(Self.shared!.vision.unixAddress)
+        let counts = CallCounter()
+        var proxy = RPCService(name: "gemma.v1.VisionEncoder")
+        proxy.unary("EncodeImage") { (request: V1.EncodeImageRequest, _) -> V1.EncodeImageResponse in
+            counts.add(0, request.images.count)
+            return try await real.unary("/gemma.v1.VisionEncoder/EncodeImage", request, as: V1.EncodeImageResponse.self)
+        }
+        let stub = try InProcessServer(name: "proxy-chat", service: proxy)
+        let service = try ActivatedService(binary: "gemma-decoder", arguments: [
+            "--model", multimodalFixtureRoot + "/mm64", "--vision", stub.address, "--tokenizer", Self.shared!.tokenizer.address,
+        ], name: "decoder8")
+        let client = try RPCClient(service.unixAddress)
+        let item = manifest.cases[0]
+        var turn = chatRequest([.text("10 11"), .image(try item.imageMessages()[0]), .text("12 13 14 15")],
+                               maxTokens: item.greedy.count)
+        turn.sessionID = "chat"
+        let first = try await generate(client, turn)
+        XCTAssertEqual(first.tokens, item.greedy)
+        guard case .chat(var chat)? = turn.input else { return XCTFail("not a chat") }
+        var reply = V1.ChatMessage()
+        reply.role = "model"
+        var replyText = V1.ContentPart()
+        replyText.part = .text(first.tokens.map(String.init).joined(separator: " "))
+        reply.parts = [replyText]
+        var next = V1.ChatMessage()
+        next.role = "user"
+        var nextText = V1.ContentPart()
+        nextText.part = .text("16 17")
+        next.parts = [nextText]
+        chat.messages += [reply, next]
+        turn.input = .chat(chat)
+        let second = try await generate(client, turn)
+        XCTAssertEqual(counts.values[0], 1, "the image was encoded again")
+        XCTAssertEqual(second.usage?.cachedPromptTokens, UInt32(item.ids.count + item.greedy.count - 1))
+        turn.sessionID = ""
+        let fresh = try await generate(client, turn)
+        XCTAssertEqual(second.tokens, fresh.tokens)
+    }
+
+    func testBFloat16EmbeddingsAreReadExactly() async throws {
+        // The fixture's soft tokens rounded to bf16, sent once as f32 and once as bf16 bytes:
+        // the decoder must read both as the same numbers.
+        let item = manifest.cases[1]
+        var asF32 = try item.softTokenMessages(manifest)
+        var asBF16 = asF32
+        for i in asF32.indices {
+            for c in asF32[i].crops.indices {
+                let values = asF32[i].crops[c].data.withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
+                var rounded: [Float] = []
+                var half: [UInt8] = []
+                for value in values {
+                    let bits = value.bitPattern
+                    let top = (bits &+ 0x7fff &+ ((bits >> 16) & 1)) >> 16
+                    rounded.append(Float(bitPattern: top << 16))
+                    half += [UInt8(top & 0xff), UInt8(top >> 8)]
+                }
+                asF32[i].crops[c].data = rounded.withUnsafeBytes { Array($0) }
+                asBF16[i].crops[c].data = half
+                asBF16[i].crops[c].type = .bf16
+            }
+        }
+        var request = V1.ScoreRequest()
+        request.ids = item.ids
+        request.imageEmbeddings = asF32
+        let fromF32 = try await score(decoder, request)
+        request.imageEmbeddings = asBF16
+        let fromBF16 = try await score(decoder, request)
+        XCTAssertEqual(fromF32, fromBF16)
+        XCTAssertGreaterThan(maxRelativeDifference(fromBF16, try readMultimodalFloats(item.logits)), 0)
     }
 
     func testImagesAreSpreadOverVisionServices() async throws {
@@ -348,13 +439,7 @@ final class MultimodalServiceTests: XCTestCase {
     }
 
     private func score(_ client: RPCClient, _ request: V1.ScoreRequest) async throws -> [Float] {
-        var rows: [(Int, [UInt8])] = []
-        for try await chunk in client.serverStreaming("/gemma.v1.Decoder/Score", request, as: V1.ScoreResponse.self,
-                                                      timeout: .seconds(120)) {
-            rows.append((Int(chunk.firstPosition), chunk.values))
-        }
-        let bytes = rows.sorted { $0.0 < $1.0 }.flatMap(\.1)
-        return bytes.withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
+        try await scoreLogits(client, request)
     }
 
     private func generate(_ client: RPCClient, _ request: V1.GenerateRequest) async throws -> (tokens: [Int32], usage: V1.Usage?) {
@@ -367,6 +452,17 @@ final class MultimodalServiceTests: XCTestCase {
         }
         return (tokens, usage)
     }
+}
+
+/// Every position's logits from a Score call, in position order.
+func scoreLogits(_ client: RPCClient, _ request: V1.ScoreRequest) async throws -> [Float] {
+        var rows: [(Int, [UInt8])] = []
+        for try await chunk in client.serverStreaming("/gemma.v1.Decoder/Score", request, as: V1.ScoreResponse.self,
+                                                      timeout: .seconds(120)) {
+            rows.append((Int(chunk.firstPosition), chunk.values))
+        }
+        let bytes = rows.sorted { $0.0 < $1.0 }.flatMap(\.1)
+        return bytes.withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
 }
 
 // MARK: fixtures
