@@ -1,4 +1,7 @@
+import CKernels
+import COpenBLAS
 import Dispatch
+import Foundation
 import GemmaKernels
 
 /// Wall time per phase of a forward pass (for the benchmark's breakdown).
@@ -35,14 +38,17 @@ final class SigLIPModel: @unchecked Sendable {
     private let weights: VisionWeights
 
     private struct SmallLayer {
-        let norm1Weight: [Float], norm1Bias: [Float], norm2Weight: [Float], norm2Bias: [Float]
-        let queryBias: [Float], keyBias: [Float], valueBias: [Float], outputBias: [Float]
-        let upBias: [Float], downBias: [Float]
+        let norm1Weight: AlignedFloats, norm1Bias: AlignedFloats, norm2Weight: AlignedFloats, norm2Bias: AlignedFloats
+        let queryBias: AlignedFloats, keyBias: AlignedFloats, valueBias: AlignedFloats, outputBias: AlignedFloats
+        let upBias: AlignedFloats, downBias: AlignedFloats
     }
     private let layers: [SmallLayer]
     private let patchWeight: [Float]          // [width, 3·p·p]
     private let positionsPlusBias: [Float]    // [patches, width]: position embedding + patch bias
-    private let postNormWeight: [Float], postNormBias: [Float]
+    private let postNormWeight: AlignedFloats, postNormBias: AlignedFloats
+    /// Threads for the row-wise kernels and attention (OpenBLAS uses as many for the linear layers).
+    private let pool = KernelContext(threads: ProcessInfo.processInfo.activeProcessorCount)
+    private let forwardLock = NSLock()
     private let softNormWeight: [Float]
     private let projection: [Float]           // [width, textHidden]
 
@@ -51,11 +57,11 @@ final class SigLIPModel: @unchecked Sendable {
         self.weights = weights
         self.attentionBlockRows = max(1, attentionBlockRows)
         layers = weights.layers.map { l in
-            SmallLayer(norm1Weight: l.norm1.weight.floats(), norm1Bias: l.norm1.bias.floats(),
-                       norm2Weight: l.norm2.weight.floats(), norm2Bias: l.norm2.bias.floats(),
-                       queryBias: l.query.bias.floats(), keyBias: l.key.bias.floats(),
-                       valueBias: l.value.bias.floats(), outputBias: l.output.bias.floats(),
-                       upBias: l.up.bias.floats(), downBias: l.down.bias.floats())
+            SmallLayer(norm1Weight: AlignedFloats(l.norm1.weight.floats()), norm1Bias: AlignedFloats(l.norm1.bias.floats()),
+                       norm2Weight: AlignedFloats(l.norm2.weight.floats()), norm2Bias: AlignedFloats(l.norm2.bias.floats()),
+                       queryBias: AlignedFloats(l.query.bias.floats()), keyBias: AlignedFloats(l.key.bias.floats()),
+                       valueBias: AlignedFloats(l.value.bias.floats()), outputBias: AlignedFloats(l.output.bias.floats()),
+                       upBias: AlignedFloats(l.up.bias.floats()), downBias: AlignedFloats(l.down.bias.floats()))
         }
         patchWeight = weights.patchWeight.floats()
         var positions = weights.positions.floats()
@@ -64,8 +70,8 @@ final class SigLIPModel: @unchecked Sendable {
             for c in 0..<config.width { positions[p * config.width + c] += bias[c] }
         }
         positionsPlusBias = positions
-        postNormWeight = weights.postNorm.weight.floats()
-        postNormBias = weights.postNorm.bias.floats()
+        postNormWeight = AlignedFloats(weights.postNorm.weight.floats())
+        postNormBias = AlignedFloats(weights.postNorm.bias.floats())
         softNormWeight = weights.softEmbeddingNorm.floats()
         let stored = weights.projection.floats()
         if weights.projectionIsTransposed {
@@ -89,11 +95,17 @@ final class SigLIPModel: @unchecked Sendable {
     }
 
     /// Runs `crops` preprocessed crops (`crops × 3 × imageSize²`, channel-first).
+    ///
+    /// One forward pass at a time per model (the thread pool is not reentrant): concurrent
+    /// callers wait for each other.
     func forward(pixels: UnsafeBufferPointer<Float>, crops: Int, phases: PhaseTimes? = nil) -> Output {
+        forwardLock.lock()
+        defer { forwardLock.unlock() }
         let c = config
         let n = c.patchCount, d = c.width, f = c.mlpWidth, p = c.patchSize
         let rows = crops * n
         let patchLength = 3 * p * p
+        let eps = c.layerNormEpsilon
         precondition(pixels.count == crops * 3 * c.imageSize * c.imageSize)
 
         var x = [Float](repeating: 0, count: rows * d)
@@ -101,74 +113,87 @@ final class SigLIPModel: @unchecked Sendable {
             phases.measure("patch embedding") {
                 embedPatches(pixels: pixels, crops: crops, into: xb.baseAddress!, patchLength: patchLength)
             }
-            var h = [Float](repeating: 0, count: rows * d)
-            var q = [Float](repeating: 0, count: rows * d)
-            var k = [Float](repeating: 0, count: rows * d)
-            var v = [Float](repeating: 0, count: rows * d)
-            var context = [Float](repeating: 0, count: rows * d)
-            var mlp = [Float](repeating: 0, count: rows * f)
-            var scores = [Float](repeating: 0, count: min(attentionBlockRows, n) * n)
+            let x = xb.baseAddress!
+            let h = UnsafeMutablePointer<Float>.allocate(capacity: rows * d)
+            let q = UnsafeMutablePointer<Float>.allocate(capacity: rows * d)
+            let k = UnsafeMutablePointer<Float>.allocate(capacity: rows * d)
+            let v = UnsafeMutablePointer<Float>.allocate(capacity: rows * d)
+            let context = UnsafeMutablePointer<Float>.allocate(capacity: rows * d)
+            let mlp = UnsafeMutablePointer<Float>.allocate(capacity: rows * f)
+            defer { for buffer in [h, q, k, v, context, mlp] { buffer.deallocate() } }
             let scratch = LayerMatrices(config: c)
-            h.withUnsafeMutableBufferPointer { hb in
-            q.withUnsafeMutableBufferPointer { qb in
-            k.withUnsafeMutableBufferPointer { kb in
-            v.withUnsafeMutableBufferPointer { vb in
-            context.withUnsafeMutableBufferPointer { cb in
-            mlp.withUnsafeMutableBufferPointer { mb in
-            scores.withUnsafeMutableBufferPointer { sb in
-                for (index, layer) in layers.enumerated() {
-                    let matrices = phases.measure("weight conversion") { scratch.load(weights.layers[index]) }
-                    // Attention block: x += out(attention(LN1(x))).
-                    phases.measure("layer norms") {
-                        hb.baseAddress!.update(from: xb.baseAddress!, count: rows * d)
-                        layer.norm1Weight.withUnsafeBufferPointer { w in
-                            layer.norm1Bias.withUnsafeBufferPointer { b in
-                                Dense.layerNorm(hb, weight: w, bias: b, eps: c.layerNormEpsilon)
-                            }
-                        }
-                    }
-                    phases.measure("linear layers") {
-                        linear(hb.baseAddress!, rows: rows, inputs: d, weight: matrices.query, bias: layer.queryBias,
-                               into: qb.baseAddress!, accumulate: false)
-                        linear(hb.baseAddress!, rows: rows, inputs: d, weight: matrices.key, bias: layer.keyBias,
-                               into: kb.baseAddress!, accumulate: false)
-                        linear(hb.baseAddress!, rows: rows, inputs: d, weight: matrices.value, bias: layer.valueBias,
-                               into: vb.baseAddress!, accumulate: false)
-                    }
-                    attention(q: qb.baseAddress!, k: kb.baseAddress!, v: vb.baseAddress!, crops: crops,
-                              scores: sb.baseAddress!, into: cb.baseAddress!, phases: phases)
-                    phases.measure("linear layers") {
-                        linear(cb.baseAddress!, rows: rows, inputs: d, weight: matrices.output, bias: layer.outputBias,
-                               into: xb.baseAddress!, accumulate: true)
-                    }
-                    // MLP block: x += fc2(gelu(fc1(LN2(x)))).
-                    phases.measure("layer norms") {
-                        hb.baseAddress!.update(from: xb.baseAddress!, count: rows * d)
-                        layer.norm2Weight.withUnsafeBufferPointer { w in
-                            layer.norm2Bias.withUnsafeBufferPointer { b in
-                                Dense.layerNorm(hb, weight: w, bias: b, eps: c.layerNormEpsilon)
-                            }
-                        }
-                    }
-                    phases.measure("linear layers") {
-                        linear(hb.baseAddress!, rows: rows, inputs: d, weight: matrices.up, bias: layer.upBias,
-                               into: mb.baseAddress!, accumulate: false, outputs: f)
-                    }
-                    phases.measure("GELU") { VectorMath.geluTanh(mb.baseAddress!, count: rows * f) }
-                    phases.measure("linear layers") {
-                        linear(mb.baseAddress!, rows: rows, inputs: f, weight: matrices.down, bias: layer.downBias,
-                               into: xb.baseAddress!, accumulate: true)
+            // The previous layer's fc2 bias, added to x by the next LayerNorm pass.
+            var pendingBias: UnsafePointer<Float>? = nil
+            for (index, layer) in layers.enumerated() {
+                let matrices = phases.measure("weight conversion") { scratch.load(weights.layers[index]) }
+                // Attention block: x += out(attention(LN1(x))).
+                phases.measure("layer norms") {
+                    addLayerNorm(x, add: pendingBias, into: h, weight: layer.norm1Weight, bias: layer.norm1Bias,
+                                 rows: rows, eps: eps)
+                }
+                phases.measure("linear layers") {
+                    linear(h, rows: rows, inputs: d, weight: matrices.query, bias: layer.queryBias, into: q)
+                    linear(h, rows: rows, inputs: d, weight: matrices.key, bias: layer.keyBias, into: k)
+                    linear(h, rows: rows, inputs: d, weight: matrices.value, bias: layer.valueBias, into: v)
+                }
+                phases.measure("attention") {
+                    attention(q: q, k: k, v: v, crops: crops, into: context)
+                }
+                phases.measure("linear layers") {
+                    Dense.sgemm(transposeB: true, m: rows, n: d, k: d, a: context, b: matrices.output, beta: 1, c: x)
+                }
+                // MLP block: x += fc2(gelu(fc1(LN2(x)))); out_proj's bias joins x in the LayerNorm pass.
+                phases.measure("layer norms") {
+                    addLayerNorm(x, add: UnsafePointer(layer.outputBias.pointer), into: h, weight: layer.norm2Weight,
+                                 bias: layer.norm2Bias, rows: rows, eps: eps)
+                }
+                phases.measure("linear layers") {
+                    Dense.sgemm(transposeB: true, m: rows, n: f, k: d, a: h, b: matrices.up, c: mlp)
+                }
+                phases.measure("GELU") {
+                    let bias = layer.upBias.pointer
+                    parallelRows(rows) { range in
+                        ckv_bias_gelu_rows(mlp + range.lowerBound * f, bias, Int64(range.count), Int64(f))
                     }
                 }
-            }}}}}}}
-            postNormWeight.withUnsafeBufferPointer { w in
-                postNormBias.withUnsafeBufferPointer { b in
-                    Dense.layerNorm(xb, weight: w, bias: b, eps: c.layerNormEpsilon)
+                phases.measure("linear layers") {
+                    Dense.sgemm(transposeB: true, m: rows, n: d, k: f, a: mlp, b: matrices.down, beta: 1, c: x)
                 }
+                pendingBias = UnsafePointer(layer.downBias.pointer)
+            }
+            phases.measure("layer norms") {
+                addLayerNorm(x, add: pendingBias, into: x, weight: postNormWeight, bias: postNormBias,
+                             rows: rows, eps: eps)
             }
         }
         let tokens = phases.measure("projector") { project(tower: x, crops: crops) }
         return Output(tower: x, tokens: tokens)
+    }
+
+    /// Splits `count` rows into one contiguous range per pool thread and runs them concurrently.
+    private func parallelRows(_ count: Int, _ body: (Range<Int>) -> Void) {
+        let workers = min(pool.threads, count)
+        if workers <= 1 {
+            body(0..<count)
+            return
+        }
+        let chunk = (count + workers - 1) / workers
+        pool.parallelFor(workers) { worker in
+            let start = worker * chunk, end = min(count, start + chunk)
+            if start < end { body(start..<end) }
+        }
+    }
+
+    /// x += add (when given), out = LayerNorm(x)·weight + bias, row by row across the pool.
+    private func addLayerNorm(_ x: UnsafeMutablePointer<Float>, add: UnsafePointer<Float>?,
+                              into out: UnsafeMutablePointer<Float>, weight: AlignedFloats, bias: AlignedFloats,
+                              rows: Int, eps: Float) {
+        let d = config.width
+        let w = weight.pointer, b = bias.pointer
+        parallelRows(rows) { range in
+            let offset = range.lowerBound * d
+            ckv_add_layer_norm_rows(x + offset, add, out + offset, w, b, Int64(range.count), Int64(d), eps)
+        }
     }
 
     /// Patch embedding as a matrix product: each patch flattened in the conv weight's
@@ -206,19 +231,13 @@ final class SigLIPModel: @unchecked Sendable {
         }
     }
 
-    /// `out = input · weightᵀ + bias` (or `out += …` when `accumulate`); weight is [outputs, inputs].
+    /// `out = input · weightᵀ + bias`; weight is [width, inputs].
     private func linear(_ input: UnsafePointer<Float>, rows: Int, inputs: Int, weight: UnsafePointer<Float>,
-                        bias: [Float], into out: UnsafeMutablePointer<Float>, accumulate: Bool, outputs: Int? = nil) {
-        let outputs = outputs ?? config.width
-        bias.withUnsafeBufferPointer { b in
-            if accumulate {
-                for r in 0..<rows {
-                    let row = out + r * outputs
-                    for i in 0..<outputs { row[i] += b[i] }
-                }
-            } else {
-                for r in 0..<rows { (out + r * outputs).update(from: b.baseAddress!, count: outputs) }
-            }
+                        bias: AlignedFloats, into out: UnsafeMutablePointer<Float>) {
+        let outputs = config.width
+        let b = bias.pointer
+        parallelRows(rows) { range in
+            ckv_fill_rows(out + range.lowerBound * outputs, b, Int64(range.count), Int64(outputs), Int64(outputs))
         }
         Dense.sgemm(transposeB: true, m: rows, n: outputs, k: inputs, a: input, b: weight, beta: 1, c: out)
     }
@@ -230,40 +249,48 @@ final class SigLIPModel: @unchecked Sendable {
     /// Query rows per attention block (`defaultAttentionBlockRows` unless a test asks for less).
     let attentionBlockRows: Int
 
-    /// Full (bidirectional) multi-head attention within each crop, block by block of query rows.
+    /// Full (bidirectional) multi-head attention within each crop.
+    ///
+    /// The work is cut into (crop, head, block of query rows) items that the pool's threads take
+    /// in turn, each with its own score block: scores = scale · Q_block · K_headᵀ (one sgemm),
+    /// e^(s − max) in place with the row sums (C, vectorized), context = P · V_head (one sgemm),
+    /// then each context row is divided by its sum. A block of `attentionBlockRows` rows stays
+    /// in the core's cache between the three steps. OpenBLAS runs single-threaded inside each
+    /// item (the items are the parallelism) and is set back afterwards.
     private func attention(q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>, crops: Int,
-                           scores: UnsafeMutablePointer<Float>, into context: UnsafeMutablePointer<Float>,
-                           phases: PhaseTimes?) {
+                           into context: UnsafeMutablePointer<Float>) {
         let c = config
-        let n = c.patchCount, d = c.width, hd = c.headDim
+        let n = c.patchCount, d = c.width, hd = c.headDim, heads = c.heads
         let scale = 1 / Float(hd).squareRoot()
         let block = min(attentionBlockRows, n)
-        let inverseSums = UnsafeMutablePointer<Float>.allocate(capacity: block)
-        defer { inverseSums.deallocate() }
-        for crop in 0..<crops {
-            let offset = crop * n * d
-            for head in 0..<c.heads {
-                let column = offset + head * hd
-                var row = 0
-                while row < n {
-                    let rows = min(block, n - row)
-                    phases.measure("attention scores") {
-                        Dense.sgemm(transposeB: true, m: rows, n: n, k: hd, alpha: scale, a: q + column + row * d,
-                                    lda: d, b: k + column, ldb: d, c: scores, ldc: n)
-                    }
-                    phases.measure("softmax") {
-                        VectorMath.exponentiateRows(scores, rows: rows, length: n, stride: n, inverseSums: inverseSums)
-                    }
-                    phases.measure("attention mixing") {
-                        let out = context + column + row * d
-                        Dense.sgemm(m: rows, n: hd, k: n, a: scores, lda: n, b: v + column, ldb: d, c: out, ldc: d)
-                        for r in 0..<rows {
-                            let scale = inverseSums[r]
-                            for i in 0..<hd { out[r * d + i] *= scale }
-                        }
-                    }
-                    row += rows
-                }
+        let blocksPerHead = (n + block - 1) / block
+        let items = crops * heads * blocksPerHead
+        let workers = min(pool.threads, items)
+        let scores = UnsafeMutablePointer<Float>.allocate(capacity: workers * block * n)
+        let inverseSums = UnsafeMutablePointer<Float>.allocate(capacity: workers * block)
+        let next = UnsafeMutablePointer<Int64>.allocate(capacity: 1)
+        next.initialize(to: 0)
+        defer { scores.deallocate(); inverseSums.deallocate(); next.deallocate() }
+        let blasThreads = openblas_get_num_threads()
+        if workers > 1 { openblas_set_num_threads(1) }
+        defer { if workers > 1 { openblas_set_num_threads(blasThreads) } }
+        pool.parallelFor(workers) { worker in
+            let s = scores + worker * block * n
+            let sums = inverseSums + worker * block
+            while true {
+                let item = Int(ckv_fetch_increment(next))
+                if item >= items { break }
+                let crop = item / (heads * blocksPerHead)
+                let head = (item / blocksPerHead) % heads
+                let row = (item % blocksPerHead) * block
+                let rows = min(block, n - row)
+                let column = crop * n * d + head * hd
+                Dense.sgemm(transposeB: true, m: rows, n: n, k: hd, alpha: scale, a: q + column + row * d,
+                            lda: d, b: k + column, ldb: d, c: s, ldc: n)
+                ckv_exp_rows(s, Int64(rows), Int64(n), Int64(n), sums)
+                let out = context + column + row * d
+                Dense.sgemm(m: rows, n: hd, k: n, a: s, lda: n, b: v + column, ldb: d, c: out, ldc: d)
+                ckv_scale_rows(out, sums, Int64(rows), Int64(hd), Int64(d))
             }
         }
     }
@@ -340,4 +367,18 @@ private final class LayerMatrices {
         return Views(query: pointers[0], key: pointers[1], value: pointers[2], output: pointers[3],
                      up: pointers[4], down: pointers[5])
     }
+}
+
+/// A fixed f32 vector at a stable address (small per-layer tensors the C kernels read).
+final class AlignedFloats: @unchecked Sendable {
+    let pointer: UnsafeMutablePointer<Float>
+    let count: Int
+
+    init(_ values: [Float]) {
+        count = values.count
+        pointer = .allocate(capacity: max(values.count, 1))
+        _ = UnsafeMutableBufferPointer(start: pointer, count: count).initialize(from: values)
+    }
+
+    deinit { pointer.deallocate() }
 }

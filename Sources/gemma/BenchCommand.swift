@@ -35,6 +35,8 @@ struct Bench: AsyncParsableCommand {
             figures["seconds_per_crop"] = result.secondsPerCrop
             figures["achieved_gflops"] = result.achievedGFLOPS
             figures["sgemm_gflops"] = result.sgemmGFLOPS
+            figures["cpu_seconds_per_crop"] = result.cpuSecondsPerCrop
+            figures["phase_seconds_per_crop"] = result.phaseSecondsPerCrop
             if !json { print(result) }
         }
         figures["peak_rss_bytes"] = TextBenchmark.peakResidentBytes() ?? 0

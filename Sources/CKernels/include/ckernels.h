@@ -7,6 +7,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include "vision_ops.h"
 
 #ifdef __cplusplus
 extern "C" {
