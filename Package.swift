@@ -63,7 +63,7 @@ let package = Package(
             dependencies: ["GemmaRPC", "GemmaAPI", "GemmaVision"]),
         .executableTarget(
             name: "gemma-decoder",
-            dependencies: ["GemmaRPC", "GemmaAPI", "GemmaText", "GemmaVision"]),
+            dependencies: ["GemmaRPC", "GemmaAPI", "GemmaText", "GemmaVision", "GemmaWeights"]),
         .executableTarget(
             name: "gemma",
             dependencies: [

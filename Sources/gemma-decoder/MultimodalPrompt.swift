@@ -3,6 +3,7 @@ import GemmaAPI
 import GemmaRPC
 import GemmaText
 import GemmaVision
+import GemmaWeights
 
 /// What the decoder needs to place images: the image token, soft tokens per crop, the vision
 /// services (if any), the soft-token cache and the limits on images.
@@ -32,14 +33,16 @@ final class ImageSupport: Sendable {
 
     /// The image token id and tokens per image of a Hugging Face model (top-level
     /// `image_token_index`/`image_token_id` and `mm_tokens_per_image` in its config.json), or
-    /// nil values when the model has no config.json (GGUF) or the keys are absent.
+    /// of a GGUF (the id of `<image_soft_token>` in `tokenizer.ggml.tokens`; GGUF has no key for
+    /// tokens per image); nil values where the model does not say.
     static func modelValues(path: String) -> (imageTokenID: Int32?, tokensPerImage: Int?) {
         var isDirectory: ObjCBool = false
         let configPath: String
         if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue {
             configPath = path + "/config.json"
         } else if path.hasSuffix(".gguf") {
-            return (nil, nil)
+            let id = (try? GGUFFile(path: path))?.stringArray("tokenizer.ggml.tokens")?.firstIndex(of: "<image_soft_token>")
+            return (id.map { Int32($0) }, nil)
         } else {
             configPath = (path as NSString).deletingLastPathComponent + "/config.json"
         }
