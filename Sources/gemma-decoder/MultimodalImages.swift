@@ -202,9 +202,11 @@ final class VisionPool: Sendable {
         self.imagesPerCall = max(1, imagesPerCall)
     }
 
-    /// The embeddings of `images`, in order. Calls run concurrently, spread over the addresses.
+    /// The embeddings of `images`, in order. The images are split evenly over the addresses
+    /// (at most `imagesPerCall` per call) and the calls run concurrently.
     func encode(_ images: [V1.Image]) async throws -> [V1.ImageEmbeddings] {
-        let chunks = stride(from: 0, to: images.count, by: imagesPerCall).map { $0..<min(images.count, $0 + imagesPerCall) }
+        let perCall = max(1, min(imagesPerCall, (images.count + clients.count - 1) / clients.count))
+        let chunks = stride(from: 0, to: images.count, by: perCall).map { $0..<min(images.count, $0 + perCall) }
         let first = await turn.take(chunks.count)
         var results = [[V1.ImageEmbeddings]](repeating: [], count: chunks.count)
         try await withThrowingTaskGroup(of: (Int, [V1.ImageEmbeddings]).self) { group in

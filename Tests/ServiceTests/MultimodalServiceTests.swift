@@ -295,6 +295,11 @@ final class MultimodalServiceTests: XCTestCase {
             "--vision", second.address, "--tokenizer", "unix:/nonexistent/tokenizer.sock",
         ], name: "decoder4")
         let client = try RPCClient(service.unixAddress)
+        // Two images in one request: one call each, to the two live services.
+        let pair = manifest.cases[2]
+        let pairLogits = try await score(client, ids: pair.ids, images: try pair.imageMessages())
+        XCTAssertLessThan(maxRelativeDifference(pairLogits, try readMultimodalFloats(pair.logits)), 1e-2)
+        XCTAssertEqual(counts.values, [1, 1])
         let item = manifest.cases[0]
         let expected = try readMultimodalFloats(item.logits)
         for path in ["images/a_64.png", "images/b_64.png", "images/c_50x37.png", "images/wide_300x100.png"] {
@@ -303,6 +308,7 @@ final class MultimodalServiceTests: XCTestCase {
             if path == item.images[0] { XCTAssertLessThan(maxRelativeDifference(logits, expected), 1e-4) }
         }
         let calls = counts.values
+        // b and c were cached by the first request.
         XCTAssertEqual(calls.reduce(0, +), 4, "\(calls)")
         XCTAssertGreaterThan(calls[0], 0, "\(calls)")
         XCTAssertGreaterThan(calls[1], 0, "\(calls)")
