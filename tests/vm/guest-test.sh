@@ -356,7 +356,10 @@ else
   check others-keep-working fail "tokenizer exit $trc: $(echo "$tout" | one_line); decoder exit $drc: $(echo "$dout" | one_line)"
 fi
 
-# The same with a service that exists today (the tokenizer): a bad path, then the operator
+# A vision unit that never reached "failed" keeps restarting (and taking CPU): stop it.
+systemctl stop gemma-vision.socket gemma-vision.service
+
+# The same with the tokenizer: a bad path, then the operator
 # fixes the conf, resets the failed units and it serves again.
 since=$(date +%s)
 sed -i "s|^GEMMA_TOKENIZER_MODEL=.*|GEMMA_TOKENIZER_MODEL=$share/model/no-such-tokenizer.gguf|" /etc/gemma/tokenizer.conf
