@@ -35,6 +35,13 @@ final class MultimodalServiceTests: XCTestCase {
         }
     }
 
+    /// Stops the shared services (a static is never deinitialized at exit, so they would
+    /// outlive the test process).
+    override class func tearDown() {
+        shared = nil
+        super.tearDown()
+    }
+
     private var manifest: MultimodalManifest { Self.shared!.manifest }
     private var decoder: RPCClient { try! RPCClient(Self.shared!.decoder.unixAddress) }
 
