@@ -694,3 +694,59 @@ int ck_dequantize_rows(ck_pool *pool, int type, const void *weights, int64_t row
     ck_pool_run(pool, ck_dequantize_task, &job, (rows + job.rows_per_task - 1) / job.rows_per_task);
     return 1;
 }
+
+// MARK: memory bandwidth
+
+typedef struct {
+    const uint8_t *buffer;
+    int64_t chunk;
+    _Atomic uint64_t checksum;
+} ck_stream_job;
+
+#if CK_X86
+static CK_AVX512_TARGET uint64_t ck_stream_chunk_avx512(const uint8_t *p, int64_t bytes) {
+    __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
+    for (int64_t i = 0; i < bytes; i += 256) {
+        a0 = _mm512_xor_si512(a0, _mm512_load_si512((const void *)(p + i)));
+        a1 = _mm512_xor_si512(a1, _mm512_load_si512((const void *)(p + i + 64)));
+        a2 = _mm512_xor_si512(a2, _mm512_load_si512((const void *)(p + i + 128)));
+        a3 = _mm512_xor_si512(a3, _mm512_load_si512((const void *)(p + i + 192)));
+    }
+    __m512i all = _mm512_xor_si512(_mm512_xor_si512(a0, a1), _mm512_xor_si512(a2, a3));
+    return (uint64_t)_mm512_reduce_add_epi64(all);
+}
+#endif
+
+static uint64_t ck_stream_chunk_plain(const uint8_t *p, int64_t bytes) {
+    uint64_t a[8] = {0};
+    for (int64_t i = 0; i < bytes; i += 64)
+        for (int j = 0; j < 8; j++) {
+            uint64_t v;
+            memcpy(&v, p + i + 8 * j, 8);
+            a[j] ^= v;
+        }
+    return a[0] ^ a[1] ^ a[2] ^ a[3] ^ a[4] ^ a[5] ^ a[6] ^ a[7];
+}
+
+static void ck_stream_task(void *context, int64_t index) {
+    ck_stream_job *job = (ck_stream_job *)context;
+    const uint8_t *p = job->buffer + index * job->chunk;
+    uint64_t sum;
+#if CK_X86
+    if (atomic_load_explicit(&ck_active, memory_order_relaxed) == CK_ISA_AVX512)
+        sum = ck_stream_chunk_avx512(p, job->chunk);
+    else
+#endif
+        sum = ck_stream_chunk_plain(p, job->chunk);
+    atomic_fetch_xor_explicit(&job->checksum, sum, memory_order_relaxed);
+}
+
+uint64_t ck_stream_read(ck_pool *pool, const void *buffer, int64_t bytes) {
+    ck_current();
+    // 256 KiB chunks: contiguous streams for the hardware prefetchers, many tasks to balance.
+    int64_t chunk = 256 * 1024;
+    while (chunk > 4096 && bytes % chunk != 0) chunk /= 2;
+    ck_stream_job job = {(const uint8_t *)buffer, chunk, 0};
+    ck_pool_run(pool, ck_stream_task, &job, bytes / chunk);
+    return atomic_load(&job.checksum);
+}

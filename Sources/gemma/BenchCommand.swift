@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import GemmaAPI
+import GemmaKernels
 import GemmaRPC
 import GemmaText
 import GemmaTokenizer
@@ -23,6 +24,8 @@ struct Bench: AsyncParsableCommand {
     @Option(help: "Vision crops to encode.") var crops: Int = 1
     @Option(help: "Tokenizer benchmark text (UTF-8 file); default: a built-in multilingual text.") var textFile: String?
     @Flag(help: "Print JSON.") var json = false
+    @Flag(inversion: .prefixedNo, help: "Measure memory-read bandwidth first (text) for the roofline fraction.")
+    var bandwidth = true
     @OptionGroup var services: ServiceAddresses
 
     func run() async throws {
@@ -60,8 +63,29 @@ struct Bench: AsyncParsableCommand {
 
     private func benchText(_ figures: inout [String: Any]) async throws {
         let path = try modelPath()
+        // Bandwidth first, on a buffer that is unmapped before the model loads (peak RSS stays
+        // the model's own).
+        let readBandwidth = bandwidth ? MemoryBandwidth.measureRead(context: KernelContext(threads: threads)) : 0
         let model = try TextModel(path: path, threads: threads)
         let result = try TextBenchmark.run(model: model, promptTokens: promptTokens, decodeTokens: genTokens)
+        // Decode reads the weights and the K/V it attends to; on average at the middle context.
+        let bytesPerToken = model.decodeBytesPerToken(context: promptTokens + genTokens / 2)
+        figures["decode_bytes_per_token"] = bytesPerToken
+        figures["weight_bytes_per_token"] = model.weightBytesPerToken
+        figures["prefill_cpu_seconds"] = result.prefillCPUSeconds
+        figures["decode_cpu_ms_per_token"] = 1000 * result.decodeCPUSeconds / Double(genTokens)
+        // Tokens per second if every thread had a core to itself (CPU time shared by threads).
+        figures["decode_tokens_per_cpu_second_per_thread"] = Double(genTokens) * Double(threads) / result.decodeCPUSeconds
+        figures["prefill_tokens_per_cpu_second_per_thread"] = Double(promptTokens) * Double(threads) / result.prefillCPUSeconds
+        if bandwidth {
+            figures["read_bandwidth_bytes_per_second"] = readBandwidth
+            figures["roofline_fraction"] = result.decodeTokensPerSecond * Double(bytesPerToken) / readBandwidth
+            if !json {
+                print(String(format: "memory read %.1f GB/s; decode reads %.1f MB/token: roofline %.0f tok/s, achieved %.0f%%",
+                             readBandwidth / 1e9, Double(bytesPerToken) / 1e6, readBandwidth / Double(bytesPerToken),
+                             100 * result.decodeTokensPerSecond * Double(bytesPerToken) / readBandwidth))
+            }
+        }
         figures["model"] = path
         figures["prompt_tokens"] = promptTokens
         figures["gen_tokens"] = genTokens

@@ -126,6 +126,14 @@ int ck_matvec_group(ck_pool *pool, int count, const ck_matrix *matrices, const f
 int ck_dequantize_rows(ck_pool *pool, int type, const void *weights, int64_t rows,
                        int64_t cols, int64_t row_stride, float *dst);
 
+// MARK: memory bandwidth
+
+/// Reads `bytes` of `buffer` (64-byte aligned, `bytes` a multiple of 4096) once, split into
+/// page-sized chunks across the pool, with the widest loads the CPU has; returns a value that
+/// depends on every byte (so the reads cannot be elided). For a streaming-read bandwidth figure,
+/// time it on a buffer much larger than the last-level cache.
+uint64_t ck_stream_read(ck_pool *pool, const void *buffer, int64_t bytes);
+
 #ifdef __cplusplus
 }
 #endif
