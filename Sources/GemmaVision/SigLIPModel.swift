@@ -242,55 +242,56 @@ final class SigLIPModel: @unchecked Sendable {
         Dense.sgemm(transposeB: true, m: rows, n: outputs, k: inputs, a: input, b: weight, beta: 1, c: out)
     }
 
-    /// Query rows handled per block of attention: a 1024 × 4096 f32 score block is 16 MB
-    /// instead of 64 MB for a whole so400m head (256 to 4096 rows measured within noise on the
-    /// shared 2-core machine; 1024 was best in the runs made).
-    static let defaultAttentionBlockRows = 1024
+    /// Query rows handled per block of attention: a 256 × 4096 f32 score block is 4 MB per
+    /// thread (128 to 512 rows measured within noise per CPU second; 37 and 64 were slower).
+    static let defaultAttentionBlockRows = 256
     /// Query rows per attention block (`defaultAttentionBlockRows` unless a test asks for less).
     let attentionBlockRows: Int
 
     /// Full (bidirectional) multi-head attention within each crop.
     ///
-    /// The work is cut into (crop, head, block of query rows) items that the pool's threads take
-    /// in turn, each with its own score block: scores = scale · Q_block · K_headᵀ (one sgemm),
-    /// e^(s − max) in place with the row sums (C, vectorized), context = P · V_head (one sgemm),
-    /// then each context row is divided by its sum. A block of `attentionBlockRows` rows stays
-    /// in the core's cache between the three steps. OpenBLAS runs single-threaded inside each
-    /// item (the items are the parallelism) and is set back afterwards.
+    /// The work is cut into (crop, head) items that the pool's threads take in turn. On AVX-512
+    /// an item is one `ckv_attention_head` call: K and V of the head repacked once, then blocks of
+    /// `attentionBlockRows` query rows through register-tiled scores, e^(s − max) and mixing with
+    /// the score block kept in cache. Elsewhere each block is scores = scale · Q·Kᵀ (sgemm),
+    /// `ckv_exp_rows`, context = P·V (sgemm) and a division by the row sums, with OpenBLAS set
+    /// single-threaded meanwhile (the items are the parallelism) and set back afterwards.
     private func attention(q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>, crops: Int,
                            into context: UnsafeMutablePointer<Float>) {
         let c = config
         let n = c.patchCount, d = c.width, hd = c.headDim, heads = c.heads
         let scale = 1 / Float(hd).squareRoot()
         let block = min(attentionBlockRows, n)
-        let blocksPerHead = (n + block - 1) / block
-        let items = crops * heads * blocksPerHead
+        let items = crops * heads
         let workers = min(pool.threads, items)
-        let scores = UnsafeMutablePointer<Float>.allocate(capacity: workers * block * n)
-        let inverseSums = UnsafeMutablePointer<Float>.allocate(capacity: workers * block)
+        let workspaceCount = max(Int(ckv_attention_workspace(Int64(block), Int64(n), Int64(hd))), block * n + block)
+        let workspace = UnsafeMutablePointer<Float>.allocate(capacity: workers * workspaceCount)
         let next = UnsafeMutablePointer<Int64>.allocate(capacity: 1)
         next.initialize(to: 0)
-        defer { scores.deallocate(); inverseSums.deallocate(); next.deallocate() }
+        defer { workspace.deallocate(); next.deallocate() }
         let blasThreads = openblas_get_num_threads()
         if workers > 1 { openblas_set_num_threads(1) }
         defer { if workers > 1 { openblas_set_num_threads(blasThreads) } }
         pool.parallelFor(workers) { worker in
-            let s = scores + worker * block * n
-            let sums = inverseSums + worker * block
+            let w = workspace + worker * workspaceCount
             while true {
                 let item = Int(ckv_fetch_increment(next))
                 if item >= items { break }
-                let crop = item / (heads * blocksPerHead)
-                let head = (item / blocksPerHead) % heads
-                let row = (item % blocksPerHead) * block
-                let rows = min(block, n - row)
-                let column = crop * n * d + head * hd
-                Dense.sgemm(transposeB: true, m: rows, n: n, k: hd, alpha: scale, a: q + column + row * d,
-                            lda: d, b: k + column, ldb: d, c: s, ldc: n)
-                ckv_exp_rows(s, Int64(rows), Int64(n), Int64(n), sums)
-                let out = context + column + row * d
-                Dense.sgemm(m: rows, n: hd, k: n, a: s, lda: n, b: v + column, ldb: d, c: out, ldc: d)
-                ckv_scale_rows(out, sums, Int64(rows), Int64(hd), Int64(d))
+                let column = (item / heads) * n * d + (item % heads) * hd
+                if ckv_attention_head(q + column, k + column, v + column, Int64(d), Int64(n), Int64(hd), scale,
+                                      context + column, Int64(d), Int64(block), w) != 0 { continue }
+                let s = w, sums = w + block * n
+                var row = 0
+                while row < n {
+                    let rows = min(block, n - row)
+                    Dense.sgemm(transposeB: true, m: rows, n: n, k: hd, alpha: scale, a: q + column + row * d,
+                                lda: d, b: k + column, ldb: d, c: s, ldc: n)
+                    ckv_exp_rows(s, Int64(rows), Int64(n), Int64(n), sums)
+                    let out = context + column + row * d
+                    Dense.sgemm(m: rows, n: hd, k: n, a: s, lda: n, b: v + column, ldb: d, c: out, ldc: d)
+                    ckv_scale_rows(out, sums, Int64(rows), Int64(hd), Int64(d))
+                    row += rows
+                }
             }
         }
     }

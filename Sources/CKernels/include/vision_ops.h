@@ -30,6 +30,19 @@ void ckv_scale_rows(float *x, const float *scales, int64_t rows, int64_t width, 
 /// out[r][i] ← bias[i] for `rows` rows of `width`, rows `stride` floats apart.
 void ckv_fill_rows(float *out, const float *bias, int64_t rows, int64_t width, int64_t stride);
 
+/// Floats of workspace `ckv_attention_head` needs for blocks of `rows` query rows, `n` keys and
+/// head dimension `hd` (64-byte alignment included).
+int64_t ckv_attention_workspace(int64_t rows, int64_t n, int64_t hd);
+
+/// One head's attention: out[r] = softmax(scale · q[r] · Kᵀ) · V for all `n` query rows, with q,
+/// k, v rows `ld` floats apart (each pointing at the head's first column), head dimension `hd`,
+/// out rows `ldo` apart. K and V are repacked once into the workspace; queries go in blocks of
+/// `block_rows` whose score block stays in cache through scores (8×32 register tiles), e^(s − max)
+/// and mixing (4×80 tiles). AVX-512 only: returns 0 without doing anything when the CPU lacks it
+/// (or `ck_select_isa` chose less) or `hd` > 80, so that the caller uses its general path.
+int ckv_attention_head(const float *q, const float *k, const float *v, int64_t ld, int64_t n, int64_t hd,
+                       float scale, float *out, int64_t ldo, int64_t block_rows, float *workspace);
+
 /// e^x as the kernels compute it (for tests).
 float ckv_exp(float x);
 
