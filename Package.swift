@@ -54,16 +54,19 @@ let package = Package(
         .target(name: "GemmaText", dependencies: ["GemmaWeights", "GemmaKernels"]),
         .target(name: "GemmaVision", dependencies: ["CPNG", "GemmaWeights", "GemmaKernels"]),
 
+        // MARK: What the service executables share
+        .target(name: "GemmaServing", dependencies: ["GemmaAPI", "GemmaRPC", "GemmaVision"]),
+
         // MARK: Executables
         .executableTarget(
             name: "gemma-tokenizer",
             dependencies: ["GemmaRPC", "GemmaAPI", "GemmaTokenizer"]),
         .executableTarget(
             name: "gemma-vision",
-            dependencies: ["GemmaRPC", "GemmaAPI", "GemmaVision"]),
+            dependencies: ["GemmaRPC", "GemmaAPI", "GemmaServing", "GemmaVision"]),
         .executableTarget(
             name: "gemma-decoder",
-            dependencies: ["GemmaRPC", "GemmaAPI", "GemmaText", "GemmaVision", "GemmaWeights"]),
+            dependencies: ["GemmaRPC", "GemmaAPI", "GemmaServing", "GemmaText", "GemmaVision", "GemmaWeights"]),
         .executableTarget(
             name: "gemma",
             dependencies: [

@@ -14,6 +14,19 @@ public struct PanAndScanOptions: Sendable, Equatable {
         self.minRatioToActivate = minRatioToActivate
     }
 
+    /// Options from a request, where 0 keeps a default (as in `gemma.v1.PanAndScan`).
+    /// - Throws: `VisionError.invalidImage` for more than 16 crops or a ratio that is not a
+    ///   finite non-negative number.
+    public init(requestedMinCropSize: Int, maxCrops: Int, minRatio: Double) throws {
+        self.init()
+        guard maxCrops >= 0, maxCrops <= 16, requestedMinCropSize >= 0, minRatio.isFinite, minRatio >= 0 else {
+            throw VisionError.invalidImage("Pan & Scan allows at most 16 crops, a non-negative crop size and a finite ratio")
+        }
+        if requestedMinCropSize > 0 { minCropSize = requestedMinCropSize }
+        if maxCrops > 0 { self.maxCrops = maxCrops }
+        if minRatio > 0 { minRatioToActivate = minRatio }
+    }
+
     /// The crop boxes for an image of this size, in transformers' order (row-major; crops run
     /// along the long side). Empty when Pan & Scan does not apply. The last crop is cut short
     /// at the image edge when the side does not divide evenly, like numpy slicing.

@@ -38,11 +38,7 @@ final class DecoderHandlers: Sendable {
 
     func service() -> RPCService {
         var service = RPCService(name: "gemma.v1.Decoder")
-        service.unary("Health") { (_: V1.HealthRequest, _) in
-            var response = V1.HealthResponse()
-            response.status = .serving
-            return response
-        }
+        service.addHealth()
         service.unary("Info") { [self] (_: V1.InfoRequest, _) in await info() }
         service.serverStreaming("Generate") { [self] (request: V1.GenerateRequest, context, stream: ResponseStream<V1.GenerateResponse>) in
             try await generate(request, context: context, stream: stream)
@@ -61,13 +57,7 @@ final class DecoderHandlers: Sendable {
     func info() async -> V1.DecoderInfo {
         let config = model.config
         var info = V1.DecoderInfo()
-        var common = V1.ServiceInfo()
-        common.service = "gemma.v1.Decoder"
-        common.version = gemmaVersion
-        common.modelPath = modelPath
-        common.modelFormat = modelPath.hasSuffix(".gguf") ? "gguf" : "safetensors"
-        common.uptimeMs = UInt64(max(0, (ContinuousClock.now - started).components.seconds * 1000))
-        info.service = common
+        info.service = serviceInfo(service: "gemma.v1.Decoder", modelPath: modelPath, format: "safetensors", started: started)
         info.vocabularySize = UInt32(config.vocabSize)
         info.contextLength = UInt32(limits.maxContext)
         info.layers = UInt32(config.layerCount)

@@ -1,6 +1,7 @@
 import Foundation
 import GemmaAPI
 import GemmaRPC
+import GemmaServing
 import GemmaText
 import GemmaVision
 import GemmaWeights
@@ -87,7 +88,7 @@ final class ImageSupport: Sendable {
                 if case .imageTooLarge = error { throw RPCError.resourceExhausted("image \(index): \(error)") }
                 throw RPCError.invalidArgument("image \(index): \(error)")
             }
-            let options = try Self.panAndScan(image.panAndScan, index: index)
+            let options = try VisionRequests.panAndScan(image.panAndScan, index: index)
             var hash = SHA256()
             hash.update(integer: UInt64(pixels.width))
             hash.update(integer: UInt64(pixels.height))
@@ -102,19 +103,6 @@ final class ImageSupport: Sendable {
             let crops = options?.cropBoxes(width: pixels.width, height: pixels.height).count ?? 0
             return PreparedImage(message: image, key: hash.finish(), extraCrops: crops)
         }
-    }
-
-    /// Pan & Scan options as the vision service reads them (zero values take the defaults).
-    static func panAndScan(_ message: V1.PanAndScan?, index: Int) throws -> PanAndScanOptions? {
-        guard let message, message.enabled else { return nil }
-        var options = PanAndScanOptions()
-        if message.minCropSize > 0 { options.minCropSize = Int(message.minCropSize) }
-        if message.maxCrops > 0 { options.maxCrops = Int(message.maxCrops) }
-        if message.minRatio > 0 { options.minRatioToActivate = Double(message.minRatio) }
-        guard options.maxCrops <= 16, message.minRatio.isFinite, message.minRatio >= 0 else {
-            throw RPCError.invalidArgument("image \(index): Pan & Scan allows at most 16 crops and a finite ratio")
-        }
-        return options
     }
 
     /// Soft tokens of every crop of every image, in order: from the cache, or from the vision

@@ -45,11 +45,7 @@ struct TokenizerHandlers: Sendable {
 
     func service() -> RPCService {
         var service = RPCService(name: "gemma.v1.Tokenizer")
-        service.unary("Health") { (_: V1.HealthRequest, _) in
-            var response = V1.HealthResponse()
-            response.status = .serving
-            return response
-        }
+        service.addHealth()
         service.unary("Info") { (_: V1.InfoRequest, _) in info() }
         service.unary("Encode") { (request: V1.EncodeRequest, _) in try encode(request) }
         service.unary("Decode") { (request: V1.DecodeRequest, _) in
@@ -66,13 +62,7 @@ struct TokenizerHandlers: Sendable {
 
     func info() -> V1.TokenizerInfo {
         var info = V1.TokenizerInfo()
-        var common = V1.ServiceInfo()
-        common.service = "gemma.v1.Tokenizer"
-        common.version = GemmaRPC.gemmaVersion
-        common.modelPath = modelPath
-        common.modelFormat = modelPath.hasSuffix(".gguf") ? "gguf" : "sentencepiece"
-        common.uptimeMs = UInt64(max(0, (ContinuousClock.now - started).components.seconds * 1000))
-        info.service = common
+        info.service = serviceInfo(service: "gemma.v1.Tokenizer", modelPath: modelPath, format: "sentencepiece", started: started)
         let special = tokenizer.specialTokens
         info.vocabularySize = UInt32(tokenizer.vocabularySize)
         info.bosID = special.bos

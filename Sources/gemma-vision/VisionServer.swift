@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import GemmaAPI
 import GemmaRPC
+import GemmaServing
 import GemmaVision
 
 @main
@@ -46,11 +47,7 @@ struct VisionHandlers: Sendable {
 
     func service() -> RPCService {
         var service = RPCService(name: "gemma.v1.VisionEncoder")
-        service.unary("Health") { (_: V1.HealthRequest, _) in
-            var response = V1.HealthResponse()
-            response.status = .serving
-            return response
-        }
+        service.addHealth()
         service.unary("Info") { (_: V1.InfoRequest, _) in info() }
         service.unary("EncodeImage") { (request: V1.EncodeImageRequest, _) in try await encode(request) }
         return service
@@ -59,13 +56,7 @@ struct VisionHandlers: Sendable {
     func info() -> V1.VisionInfo {
         let config = encoder.config
         var info = V1.VisionInfo()
-        var common = V1.ServiceInfo()
-        common.service = "gemma.v1.VisionEncoder"
-        common.version = gemmaVersion
-        common.modelPath = modelPath
-        common.modelFormat = modelPath.hasSuffix(".gguf") ? "gguf" : "safetensors"
-        common.uptimeMs = UInt64(max(0, (ContinuousClock.now - started).components.seconds * 1000))
-        info.service = common
+        info.service = serviceInfo(service: "gemma.v1.VisionEncoder", modelPath: modelPath, format: "safetensors", started: started)
         info.imageSize = UInt32(config.imageSize)
         info.patchSize = UInt32(config.patchSize)
         info.tokensPerImage = UInt32(config.tokensPerImage)
@@ -81,7 +72,7 @@ struct VisionHandlers: Sendable {
             throw RPCError.resourceExhausted("\(request.images.count) images in one call; the limit is \(maxImages)")
         }
         let decoded = try request.images.enumerated().map { index, image in
-            (try decodeImage(image, index: index), try panAndScan(image.panAndScan, index: index))
+            (try decodeImage(image, index: index), try VisionRequests.panAndScan(image.panAndScan, index: index))
         }
         // Images with the same Pan & Scan options go through the encoder together, so that
         // their crops share batches.
@@ -143,18 +134,6 @@ struct VisionHandlers: Sendable {
         }
     }
 
-    /// The image's Pan & Scan options (zero values take transformers' defaults), or nil when off.
-    private func panAndScan(_ message: V1.PanAndScan?, index: Int) throws -> PanAndScanOptions? {
-        guard let message, message.enabled else { return nil }
-        var options = PanAndScanOptions()
-        if message.minCropSize > 0 { options.minCropSize = Int(message.minCropSize) }
-        if message.maxCrops > 0 { options.maxCrops = Int(message.maxCrops) }
-        if message.minRatio > 0 { options.minRatioToActivate = Double(message.minRatio) }
-        guard options.maxCrops <= 16, message.minRatio.isFinite, message.minRatio >= 0 else {
-            throw RPCError.invalidArgument("image \(index): Pan & Scan allows at most 16 crops and a finite ratio")
-        }
-        return options
-    }
 }
 
 /// bfloat16, rounded to nearest even, little-endian.

@@ -9,6 +9,13 @@ final class DecoderServiceTests: XCTestCase {
     nonisolated(unsafe) static var decoder: ActivatedService?
     static let maxContext = 512
 
+    /// Statics outlive the test process's last test: stop the services here, not at exit.
+    override class func tearDown() {
+        decoder = nil
+        tokenizer = nil
+        super.tearDown()
+    }
+
     override func setUpWithError() throws {
         if Self.decoder == nil {
             let model = try realModelPath()

@@ -28,6 +28,12 @@ final class TokenizerServiceTests: XCTestCase {
     /// One socket-activated tokenizer for the whole class.
     nonisolated(unsafe) static var service: ActivatedService?
 
+    /// Statics outlive the test process's last test: stop the services here, not at exit.
+    override class func tearDown() {
+        service = nil
+        super.tearDown()
+    }
+
     override func setUpWithError() throws {
         if Self.service == nil {
             Self.service = try ActivatedService(

@@ -9,6 +9,12 @@ final class VisionServiceTests: XCTestCase {
     nonisolated(unsafe) static var service: ActivatedService?
     static let fixtures = repositoryRoot + "/Tests/Fixtures/vision"
 
+    /// Statics outlive the test process's last test: stop the services here, not at exit.
+    override class func tearDown() {
+        service = nil
+        super.tearDown()
+    }
+
     override func setUpWithError() throws {
         if Self.service == nil {
             Self.service = try ActivatedService(
