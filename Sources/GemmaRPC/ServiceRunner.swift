@@ -28,6 +28,10 @@ public struct ServiceOptions: ParsableArguments, Sendable {
 /// is usable), listen on systemd's sockets and `--listen` addresses, report READY and a
 /// readable STATUS, serve until SIGTERM/SIGINT (or the idle timeout), then drain.
 public enum ServiceRunner {
+    /// Exit status for a model or configuration that cannot be used (sysexits' EX_CONFIG);
+    /// the units do not restart on it (`RestartPreventExitStatus=78`).
+    public static let configurationError: Int32 = 78
+
     /// Runs the service; returns the process exit code. `load` builds the services, or throws
     /// an error whose description names what could not be loaded.
     public static func run(name: String, options: ServiceOptions,
@@ -41,7 +45,7 @@ public enum ServiceRunner {
             let message = "\(name): cannot start: \(error)"
             FileHandle.standardError.write(Data((message + "\n").utf8))
             Systemd.status(message)
-            return 1
+            return configurationError
         }
         var limits = RPCServerLimits()
         limits.maxFrameBytes = options.maxFrameBytes
@@ -59,7 +63,7 @@ public enum ServiceRunner {
             let message = "\(name): cannot listen: \(error)"
             FileHandle.standardError.write(Data((message + "\n").utf8))
             Systemd.status(message)
-            return 1
+            return configurationError
         }
         let listening = listeners.map(\.description).joined(separator: ", ")
         FileHandle.standardError.write(Data("\(name): \(summary); serving on \(listening)\n".utf8))

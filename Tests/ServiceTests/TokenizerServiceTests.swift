@@ -198,7 +198,7 @@ final class StartupFailureTests: XCTestCase {
                 let notify = try NotifySocket(path: NSTemporaryDirectory() + "notify-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
                 let out = try runProcess(binDirectory + "/" + binary, ["--model", model, "--listen", "127.0.0.1:0"],
                                          environment: ["NOTIFY_SOCKET": notify.path])
-                XCTAssertNotEqual(out.status, 0, "\(binary) \(model)")
+                XCTAssertEqual(out.status, 78, "\(binary) \(model): EX_CONFIG, which the units do not restart")
                 XCTAssertTrue(out.stderr.contains(model), "\(binary): \(out.stderr)")
                 let notes = notify.receive(until: { _ in false }, timeout: 0.3)
                 XCTAssertFalse(notes.contains { $0.contains("READY=1") }, "\(notes)")
