@@ -1,12 +1,10 @@
+import CKernels
 import Foundation
 
-/// Element-wise kernels the attention and MLP need in bulk.
-///
-/// Written as plain loops over pointers with only arithmetic, comparisons and bit casts in the
-/// body, so LLVM vectorizes them in a portable build: the generic `SIMD` helpers (`rounded`,
-/// `clamped`, `pointwiseMax`, rounding conversions) compile to per-lane loops and were ~40×
-/// slower here. Reductions use eight independent accumulators, since a single floating-point
-/// accumulator cannot be reordered into vector lanes.
+/// Element-wise kernels the attention and MLP need in bulk: thin Swift entry points (split
+/// across cores) over the C kernels of CKernels' `vision_ops.c`, which are compiled per
+/// instruction set and picked at run time. `exp`, `max` and `sum` are portable Swift versions
+/// kept for small uses and as the tests' reference for the C exponential.
 enum VectorMath {
     /// Splits `count` items into one contiguous chunk per core and runs them concurrently
     /// (these kernels run between OpenBLAS calls, so the cores are otherwise idle).
@@ -46,56 +44,39 @@ enum VectorMath {
         return poly * Float(bitPattern: exponentBits)
     }
 
-    /// Softmax of each row (`rows × length`, rows `stride` apart), in place.
+    /// Softmax of each row (`rows × length`, rows `stride` apart), in place (`ckv_exp_rows`,
+    /// then a division by the sum).
     static func softmaxRows(_ data: UnsafeMutablePointer<Float>, rows: Int, length: Int, stride: Int) {
         let address = Int(bitPattern: data)
         parallelChunks(rows, minimumChunk: Swift.max(1, 65_536 / Swift.max(length, 1))) { chunk in
-            softmaxRows(UnsafeMutablePointer(bitPattern: address)!, rows: chunk, length: length, stride: stride)
-        }
-    }
-
-    private static func softmaxRows(_ data: UnsafeMutablePointer<Float>, rows: Range<Int>, length: Int, stride: Int) {
-        for row in rows {
-            let x = data + row * stride
-            let maximum = max(x, count: length)
-            for i in 0..<length { x[i] = exp(x[i] - maximum) }
-            let inverse = 1 / sum(x, count: length)
-            for i in 0..<length { x[i] *= inverse }
+            let data = UnsafeMutablePointer<Float>(bitPattern: address)! + chunk.lowerBound * stride
+            let sums = UnsafeMutablePointer<Float>.allocate(capacity: chunk.count)
+            defer { sums.deallocate() }
+            ckv_exp_rows(data, Int64(chunk.count), Int64(length), Int64(stride), sums)
+            ckv_scale_rows(data, sums, Int64(chunk.count), Int64(length), Int64(stride))
         }
     }
 
     /// Softmax without the final division: each row becomes e^(x − max), and `inverseSums[row]`
-    /// receives 1 / Σ. Attention applies the division to its (much narrower) output instead.
+    /// receives 1 / Σ (`ckv_exp_rows`). Attention applies the division to its (much narrower)
+    /// output instead.
     static func exponentiateRows(_ data: UnsafeMutablePointer<Float>, rows: Int, length: Int, stride: Int,
                                  inverseSums: UnsafeMutablePointer<Float>) {
         let address = Int(bitPattern: data), sums = Int(bitPattern: inverseSums)
         parallelChunks(rows, minimumChunk: Swift.max(1, 65_536 / Swift.max(length, 1))) { chunk in
-            let data = UnsafeMutablePointer<Float>(bitPattern: address)!
-            let inverseSums = UnsafeMutablePointer<Float>(bitPattern: sums)!
-            for row in chunk {
-                let x = data + row * stride
-                let maximum = max(x, count: length)
-                for i in 0..<length { x[i] = exp(x[i] - maximum) }
-                inverseSums[row] = 1 / sum(x, count: length)
-            }
+            ckv_exp_rows(UnsafeMutablePointer<Float>(bitPattern: address)! + chunk.lowerBound * stride,
+                         Int64(chunk.count), Int64(length), Int64(stride),
+                         UnsafeMutablePointer<Float>(bitPattern: sums)! + chunk.lowerBound)
         }
     }
 
-    /// GELU, tanh approximation (PyTorch's `gelu_pytorch_tanh`), in place:
-    /// 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))), with tanh(u) = 1 − 2 / (e^{2u} + 1).
+    /// GELU, tanh approximation (PyTorch's `gelu_pytorch_tanh`), in place (`ckv_bias_gelu_rows`):
+    /// 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))) = x / (1 + e^(−2·√(2/π)·(x + 0.044715·x³))).
     static func geluTanh(_ data: UnsafeMutablePointer<Float>, count: Int) {
         let address = Int(bitPattern: data)
         parallelChunks(count, minimumChunk: 65_536) { chunk in
-            geluTanh(UnsafeMutablePointer(bitPattern: address)!, range: chunk)
-        }
-    }
-
-    private static func geluTanh(_ data: UnsafeMutablePointer<Float>, range: Range<Int>) {
-        for i in range {
-            let x = data[i]
-            let u = (x + x * x * x * 0.044_715) * 0.797_884_560_802_865_4
-            let tanh = 1 - 2 / (exp(2 * u) + 1)
-            data[i] = x * 0.5 * (1 + tanh)
+            ckv_bias_gelu_rows(UnsafeMutablePointer<Float>(bitPattern: address)! + chunk.lowerBound, nil, 1,
+                               Int64(chunk.count))
         }
     }
 
