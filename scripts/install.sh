@@ -25,4 +25,4 @@ if [ -z "$destdir" ] && [ -d /run/systemd/system ]; then
   systemd-sysusers gemma.conf >/dev/null 2>&1 || systemd-sysusers
   systemctl daemon-reload
 fi
-echo "installed into ${destdir:-/}${prefix}"
+echo "installed into ${destdir}${prefix}"

@@ -207,6 +207,18 @@ final class StartupFailureTests: XCTestCase {
     }
 }
 
+final class IdleExitTests: XCTestCase {
+    /// `--exit-idle-after`: with no connection for that long the service drains and exits 0
+    /// (socket activation starts it again on the next connection).
+    func testServiceLeavesWhenIdle() throws {
+        let socket = NSTemporaryDirectory() + "idle-\(getpid()).sock"
+        let out = try runProcess(binDirectory + "/gemma-tokenizer",
+                                 ["--model", realModelPath(), "--listen", "unix:\(socket)", "--exit-idle-after", "0.5"])
+        XCTAssertEqual(out.status, 0, out.stderr)
+        XCTAssertTrue(out.stderr.contains("idle for 0.5 s; stopped"), out.stderr)
+    }
+}
+
 /// The venv's python has protobuf (scripts/setup.sh); fall back to python3.
 func pythonWithProtobuf() -> String {
     let venv = ProcessInfo.processInfo.environment["GEMMA_VENV"] ?? (NSHomeDirectory() + "/.cache/gemma-serve/venv")
