@@ -96,6 +96,9 @@ static inline void ck_kquant_scale_min(int j, const uint8_t *packed, uint8_t *sc
 
 // MARK: the variants
 
+/// Most vectors the in-place multi-vector kernels (`dotn_*`) take at once.
+enum { CK_DIRECT_MULTI_MAX = 8 };
+
 #define CK_SUFFIX scalar
 #define CK_TARGET
 #define CK_VARIANT_AVX2 0
@@ -134,6 +137,7 @@ typedef struct {
     float (*vec_dot)(int, const void *, const float *, int64_t);
     float (*(*direct_kernel)(int))(const uint8_t *, const ck_q8_block *, int64_t);
     void (*(*direct4_kernel)(int))(const uint8_t *, int64_t, const ck_q8_block *, int64_t, float *);
+    void (*(*directn_kernel)(int))(const uint8_t *, const ck_q8_block *, int64_t, int64_t, float *, int64_t);
     float (*dot_f32)(const float *, const float *, int64_t);
     void (*axpy_f32)(float, const float *, float *, int64_t);
     void (*round_to_half)(float *, int64_t);
@@ -144,13 +148,13 @@ typedef struct {
 } ck_variant;
 
 static const ck_variant ck_variants[3] = {
-    {dequantize_row_scalar, quantize_q8_scalar, vec_dot_scalar, direct_kernel_scalar, direct4_kernel_scalar, dot_f32_scalar, axpy_f32_scalar, round_to_half_scalar, f32_to_f16_row_scalar, f16_to_f32_row_scalar, unpack_row_scalar, dot_unpacked_scalar},
+    {dequantize_row_scalar, quantize_q8_scalar, vec_dot_scalar, direct_kernel_scalar, direct4_kernel_scalar, directn_kernel_scalar, dot_f32_scalar, axpy_f32_scalar, round_to_half_scalar, f32_to_f16_row_scalar, f16_to_f32_row_scalar, unpack_row_scalar, dot_unpacked_scalar},
 #if CK_X86
-    {dequantize_row_avx2, quantize_q8_avx2, vec_dot_avx2, direct_kernel_avx2, direct4_kernel_avx2, dot_f32_avx2, axpy_f32_avx2, round_to_half_avx2, f32_to_f16_row_avx2, f16_to_f32_row_avx2, unpack_row_avx2, dot_unpacked_avx2},
-    {dequantize_row_avx512, quantize_q8_avx512, vec_dot_avx512, direct_kernel_avx512, direct4_kernel_avx512, dot_f32_avx512, axpy_f32_avx512, round_to_half_avx512, f32_to_f16_row_avx512, f16_to_f32_row_avx512, unpack_row_avx512, dot_unpacked_avx512},
+    {dequantize_row_avx2, quantize_q8_avx2, vec_dot_avx2, direct_kernel_avx2, direct4_kernel_avx2, directn_kernel_avx2, dot_f32_avx2, axpy_f32_avx2, round_to_half_avx2, f32_to_f16_row_avx2, f16_to_f32_row_avx2, unpack_row_avx2, dot_unpacked_avx2},
+    {dequantize_row_avx512, quantize_q8_avx512, vec_dot_avx512, direct_kernel_avx512, direct4_kernel_avx512, directn_kernel_avx512, dot_f32_avx512, axpy_f32_avx512, round_to_half_avx512, f32_to_f16_row_avx512, f16_to_f32_row_avx512, unpack_row_avx512, dot_unpacked_avx512},
 #else
-    {dequantize_row_scalar, quantize_q8_scalar, vec_dot_scalar, direct_kernel_scalar, direct4_kernel_scalar, dot_f32_scalar, axpy_f32_scalar, round_to_half_scalar, f32_to_f16_row_scalar, f16_to_f32_row_scalar, unpack_row_scalar, dot_unpacked_scalar},
-    {dequantize_row_scalar, quantize_q8_scalar, vec_dot_scalar, direct_kernel_scalar, direct4_kernel_scalar, dot_f32_scalar, axpy_f32_scalar, round_to_half_scalar, f32_to_f16_row_scalar, f16_to_f32_row_scalar, unpack_row_scalar, dot_unpacked_scalar},
+    {dequantize_row_scalar, quantize_q8_scalar, vec_dot_scalar, direct_kernel_scalar, direct4_kernel_scalar, directn_kernel_scalar, dot_f32_scalar, axpy_f32_scalar, round_to_half_scalar, f32_to_f16_row_scalar, f16_to_f32_row_scalar, unpack_row_scalar, dot_unpacked_scalar},
+    {dequantize_row_scalar, quantize_q8_scalar, vec_dot_scalar, direct_kernel_scalar, direct4_kernel_scalar, directn_kernel_scalar, dot_f32_scalar, axpy_f32_scalar, round_to_half_scalar, f32_to_f16_row_scalar, f16_to_f32_row_scalar, unpack_row_scalar, dot_unpacked_scalar},
 #endif
 };
 
@@ -450,6 +454,14 @@ static void ck_matvec_task(void *context, int64_t index) {
             job->y[r] = direct(job->weights + r * job->row_stride, job->xq, job->cols / 32);
         return;
     }
+    void (*directn)(const uint8_t *, const ck_q8_block *, int64_t, int64_t, float *, int64_t) =
+        job->xq && job->count <= CK_DIRECT_MULTI_MAX ? job->variant->directn_kernel(job->type) : NULL;
+    if (directn) {
+        // A few vectors (batched decode): each row read once, in place, for all of them.
+        for (int64_t r = first; r < end; r++)
+            directn(job->weights + r * job->row_stride, job->xq, job->cols / 32, job->count, job->y + r, job->rows);
+        return;
+    }
     if (job->xq) {
         // Quantized: decode each row once into int8 + scales, then dot it with every vector.
         int64_t nb = job->cols / 32;
@@ -652,7 +664,10 @@ int ck_matvec_multi(ck_pool *pool, int type, const void *weights, int64_t rows, 
     if (ck_row_bytes(type, cols) == 0 || rows < 0 || count < 0) return 0;
     const ck_variant *variant = ck_current();
 #if CK_X86
-    if (count > 1 && ck_uses_q8_activations(type) && atomic_load_explicit(&ck_active, memory_order_relaxed) == CK_ISA_AVX512)
+    // Small batches of formats with an in-place multi-vector kernel read each row once in place
+    // (decode of several sessions); larger ones go through the tiled kernel.
+    int small_direct = count <= CK_DIRECT_MULTI_MAX && variant->directn_kernel(type) != NULL;
+    if (count > 1 && !small_direct && ck_uses_q8_activations(type) && atomic_load_explicit(&ck_active, memory_order_relaxed) == CK_ISA_AVX512)
         return ck_matvec_tiled_avx512(pool, type, weights, rows, cols, row_stride, x, count, y);
 #endif
     ck_q8_block *xq = NULL;

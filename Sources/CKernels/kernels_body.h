@@ -641,9 +641,82 @@ static CK_TARGET void CK_NAME(dot4_q5_0_direct)(const uint8_t *p, int64_t stride
     y[2] = CK_NAME(reduce8)(a2) + 0.0f;
     y[3] = CK_NAME(reduce8)(a3) + 0.0f;
 }
+// MARK: one row, a few vectors (batched decode)
+//
+// Several sessions' decode steps share one read of each weight row: the block is decoded once
+// and dotted with every vector, each (row, vector) pair through exactly the single-row
+// kernel's operations (bit-identical to decoding each session alone).
+
+static inline __attribute__((always_inline)) CK_TARGET void CK_NAME(dotn_q8_0_body)(const uint8_t *p, const ck_q8_block *xb, int64_t nb, const int64_t count, float *y, int64_t y_stride) {
+    __m256 acc[CK_DIRECT_MULTI_MAX];
+    for (int64_t v = 0; v < count; v++) acc[v] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++, p += 34) {
+        __m256i vq = _mm256_loadu_si256((const __m256i *)(p + 2));
+        __m256 dw = _mm256_set1_ps(ck_half(p));
+        for (int64_t v = 0; v < count; v++) {
+            const ck_q8_block *x = xb + v * nb + b;
+            __m256i sums = CK_NAME(lane_sums)(vq, _mm256_loadu_si256((const __m256i *)x->qs));
+            acc[v] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), _mm256_mul_ps(dw, _mm256_set1_ps(x->d)), acc[v]);
+        }
+    }
+    for (int64_t v = 0; v < count; v++) y[v * y_stride] = CK_NAME(reduce8)(acc[v]) + 0.0f;
+}
+
+/// Constant vector counts let the compiler keep every accumulator in a register.
+static CK_TARGET void CK_NAME(dotn_q8_0_direct)(const uint8_t *p, const ck_q8_block *xb, int64_t nb, int64_t count, float *y, int64_t y_stride) {
+    switch (count) {
+    case 2: CK_NAME(dotn_q8_0_body)(p, xb, nb, 2, y, y_stride); break;
+    case 3: CK_NAME(dotn_q8_0_body)(p, xb, nb, 3, y, y_stride); break;
+    case 4: CK_NAME(dotn_q8_0_body)(p, xb, nb, 4, y, y_stride); break;
+    default: CK_NAME(dotn_q8_0_body)(p, xb, nb, count, y, y_stride); break;
+    }
+}
+
+static inline __attribute__((always_inline)) CK_TARGET void CK_NAME(dotn_q5_0_body)(const uint8_t *p, const ck_q8_block *xb, int64_t nb, const int64_t count, float *y, int64_t y_stride) {
+    __m256 acc[CK_DIRECT_MULTI_MAX];
+    for (int64_t v = 0; v < count; v++) acc[v] = _mm256_setzero_ps();
+    const __m256i low = _mm256_set1_epi8(0x0F);
+    for (int64_t b = 0; b < nb; b++, p += 22) {
+        __m128i qs = _mm_loadu_si128((const __m128i *)(p + 6));
+        __m256i nibbles = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(qs, 4), qs), low);
+        uint32_t qh;
+        memcpy(&qh, p + 2, 4);
+        __m256i high = _mm256_and_si256(CK_NAME(bytes_from_bits)(qh), _mm256_set1_epi8(0x10));
+        __m256i vq = _mm256_sub_epi8(_mm256_or_si256(nibbles, high), _mm256_set1_epi8(16));
+        float d = ck_half(p);
+        __m256 dw = _mm256_set_m128(_mm_set1_ps(d), _mm_set1_ps(d));
+        for (int64_t v = 0; v < count; v++) {
+            const ck_q8_block *x = xb + v * nb + b;
+            __m256i sums = CK_NAME(lane_sums)(vq, _mm256_loadu_si256((const __m256i *)x->qs));
+            acc[v] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), _mm256_mul_ps(dw, _mm256_set1_ps(x->d)), acc[v]);
+        }
+    }
+    for (int64_t v = 0; v < count; v++) y[v * y_stride] = CK_NAME(reduce8)(acc[v]) + 0.0f;
+}
+
+/// Constant vector counts let the compiler keep every accumulator in a register.
+static CK_TARGET void CK_NAME(dotn_q5_0_direct)(const uint8_t *p, const ck_q8_block *xb, int64_t nb, int64_t count, float *y, int64_t y_stride) {
+    switch (count) {
+    case 2: CK_NAME(dotn_q5_0_body)(p, xb, nb, 2, y, y_stride); break;
+    case 3: CK_NAME(dotn_q5_0_body)(p, xb, nb, 3, y, y_stride); break;
+    case 4: CK_NAME(dotn_q5_0_body)(p, xb, nb, 4, y, y_stride); break;
+    default: CK_NAME(dotn_q5_0_body)(p, xb, nb, count, y, y_stride); break;
+    }
+}
 #endif
 
 /// A decode kernel reading `type` in place, or NULL when the format goes through unpacking.
+/// A kernel for one row of `type` and up to `CK_DIRECT_MULTI_MAX` vectors, or NULL.
+static CK_TARGET void (*CK_NAME(directn_kernel)(int type))(const uint8_t *, const ck_q8_block *, int64_t, int64_t, float *, int64_t) {
+    switch (type) {
+#if CK_VARIANT_AVX2 || CK_VARIANT_AVX512
+    case CK_Q8_0: return CK_NAME(dotn_q8_0_direct);
+    case CK_Q5_0: return CK_NAME(dotn_q5_0_direct);
+#endif
+    default: (void)type; return NULL;
+    }
+}
+
 /// A decode kernel for four consecutive rows (`stride` bytes apart) of `type`, or NULL.
 static CK_TARGET void (*CK_NAME(direct4_kernel)(int type))(const uint8_t *, int64_t, const ck_q8_block *, int64_t, float *) {
     switch (type) {

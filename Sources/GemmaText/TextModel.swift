@@ -146,9 +146,9 @@ public final class TextModel: @unchecked Sendable {
             defer { hidden.deallocate() }
             let firstPosition = cache.count
             let groupIDs = batch.map { i in input.bidirectionalGroups.firstIndex { $0.contains(i) } ?? -1 }
+            let segments = [Segment(cache: cache, firstPosition: firstPosition, rows: 0..<batch.count, groupIDs: groupIDs)]
             for layer in 0..<config.layerCount {
-                runLayer(layer, hidden: hidden, count: batch.count, firstPosition: firstPosition,
-                         groupIDs: groupIDs, cache: cache)
+                runLayer(layer, hidden: hidden, count: batch.count, segments: segments)
             }
             cache.record(Array(fingerprints[batch]),
                          groups: input.bidirectionalGroups.filter { batch.contains($0.lowerBound) }
@@ -191,10 +191,20 @@ public final class TextModel: @unchecked Sendable {
         return hidden
     }
 
-    /// One decoder layer over `count` positions starting at `firstPosition`, in place:
-    /// `x += postNorm(attention(inputNorm(x)))`, then `x += postNorm(mlp(preNorm(x)))`.
-    private func runLayer(_ index: Int, hidden x: UnsafeMutablePointer<Float>, count: Int, firstPosition: Int,
-                          groupIDs: [Int], cache: KVCache) {
+    /// Rows of a forward batch that extend one cache: rows `rows` of the hidden state are
+    /// positions `firstPosition…` of `cache` (`groupIDs`: bidirectional group per row, or −1).
+    struct Segment {
+        let cache: KVCache
+        let firstPosition: Int
+        let rows: Range<Int>
+        let groupIDs: [Int]
+    }
+
+    /// One decoder layer over `count` rows, in place: `x += postNorm(attention(inputNorm(x)))`,
+    /// then `x += postNorm(mlp(preNorm(x)))`. Each segment's rows attend to their own cache; the
+    /// matrix products run over all rows at once (several sessions' decode steps share one pass
+    /// over the weights).
+    func runLayer(_ index: Int, hidden x: UnsafeMutablePointer<Float>, count: Int, segments: [Segment]) {
         let c = config
         let layer = weights.layers[index]
         let width = c.hiddenSize
@@ -205,7 +215,7 @@ public final class TextModel: @unchecked Sendable {
         normed.baseAddress!.update(from: x, count: count * width)
         rmsNorm(normed, layer.inputNorm)
         let attended = attention(layer: index, weights: layer, input: normed.baseAddress!, count: count,
-                                 firstPosition: firstPosition, groupIDs: groupIDs, cache: cache)
+                                 segments: segments)
         defer { attended.deallocate() }
         rmsNorm(attended, layer.postAttentionNorm)
         for i in 0..<(count * width) { x[i] += attended[i] }
@@ -237,15 +247,13 @@ public final class TextModel: @unchecked Sendable {
         for i in 0..<(count * width) { x[i] += down[i] }
     }
 
-    /// Self-attention for `count` new positions: projections, per-head RMSNorm of q and k,
-    /// RoPE, query scaling, cache update, masked softmax attention, output projection.
-    /// Returns a new `count × hidden` buffer.
+    /// Self-attention for `count` new rows: projections over all rows, then per segment
+    /// (`attend`) per-head RMSNorm of q and k, RoPE, query scaling, cache update, masked
+    /// softmax attention; then the output projection. Returns a new `count × hidden` buffer.
     private func attention(layer index: Int, weights layer: LayerWeights, input: UnsafeMutablePointer<Float>,
-                           count: Int, firstPosition: Int, groupIDs: [Int],
-                           cache: KVCache) -> UnsafeMutableBufferPointer<Float> {
+                           count: Int, segments: [Segment]) -> UnsafeMutableBufferPointer<Float> {
         let c = config
-        let isGlobal = c.globalLayers[index]
-        let (qDim, kvDim, headDim) = (c.queryDim, c.kvDim, c.headDim)
+        let (qDim, kvDim) = (c.queryDim, c.kvDim)
         let queries = UnsafeMutableBufferPointer<Float>.allocate(capacity: count * qDim)
         let keys = UnsafeMutableBufferPointer<Float>.allocate(capacity: count * kvDim)
         let values = UnsafeMutableBufferPointer<Float>.allocate(capacity: count * kvDim)
@@ -259,6 +267,32 @@ public final class TextModel: @unchecked Sendable {
             multiply(layer.key, input, count: count, into: keys.baseAddress!)
             multiply(layer.value, input, count: count, into: values.baseAddress!)
         }
+        let mixed = UnsafeMutableBufferPointer<Float>.allocate(capacity: count * qDim)
+        defer { mixed.deallocate() }
+        for segment in segments {
+            let rows = segment.rows
+            attend(layer: index, weights: layer,
+                   queries: UnsafeMutableBufferPointer(rebasing: queries[(rows.lowerBound * qDim)..<(rows.upperBound * qDim)]),
+                   keys: UnsafeMutableBufferPointer(rebasing: keys[(rows.lowerBound * kvDim)..<(rows.upperBound * kvDim)]),
+                   values: UnsafeMutableBufferPointer(rebasing: values[(rows.lowerBound * kvDim)..<(rows.upperBound * kvDim)]),
+                   mixed: UnsafeMutableBufferPointer(rebasing: mixed[(rows.lowerBound * qDim)..<(rows.upperBound * qDim)]),
+                   count: rows.count, firstPosition: segment.firstPosition, groupIDs: segment.groupIDs,
+                   cache: segment.cache)
+        }
+        let output = UnsafeMutableBufferPointer<Float>.allocate(capacity: count * c.hiddenSize)
+        multiply(layer.output, mixed.baseAddress!, count: count, into: output.baseAddress!)
+        return output
+    }
+
+    /// Attention of one segment's `count` rows (projected `queries`, `keys`, `values`) over
+    /// `cache`, into `mixed` (`count × queryDim`); stores the new keys and values.
+    private func attend(layer index: Int, weights layer: LayerWeights, queries: UnsafeMutableBufferPointer<Float>,
+                        keys: UnsafeMutableBufferPointer<Float>, values: UnsafeMutableBufferPointer<Float>,
+                        mixed: UnsafeMutableBufferPointer<Float>, count: Int, firstPosition: Int, groupIDs: [Int],
+                        cache: KVCache) {
+        let c = config
+        let isGlobal = c.globalLayers[index]
+        let (qDim, kvDim, headDim) = (c.queryDim, c.kvDim, c.headDim)
 
         // QK-norm is per head (rows of head_dim), before RoPE.
         rmsNorm(queries, layer.queryNorm)
@@ -313,8 +347,6 @@ public final class TextModel: @unchecked Sendable {
                         key: keys.baseAddress! + t * kvDim, value: values.baseAddress! + t * kvDim)
         }
 
-        let mixed = UnsafeMutableBufferPointer<Float>.allocate(capacity: count * qDim)
-        defer { mixed.deallocate() }
         let groupSize = c.headCount / c.kvHeadCount
         // Every (query, key) product goes through the same dot and axpy kernels whether the
         // batch holds one position or many, so prefill and step-by-step decoding agree exactly.
@@ -376,14 +408,10 @@ public final class TextModel: @unchecked Sendable {
         } else {
             for task in 0..<tasks { attendTask(task) }
         }
-
-        let output = UnsafeMutableBufferPointer<Float>.allocate(capacity: count * c.hiddenSize)
-        multiply(layer.output, mixed.baseAddress!, count: count, into: output.baseAddress!)
-        return output
     }
 
     /// Final norm, then logits from the output head (the tied embedding) for `rows` of `hidden`.
-    private func outputLogits(hidden: UnsafeMutablePointer<Float>, rows: Range<Int>) -> [Float] {
+    func outputLogits(hidden: UnsafeMutablePointer<Float>, rows: Range<Int>) -> [Float] {
         let width = config.hiddenSize
         let normed = UnsafeMutableBufferPointer(start: hidden + rows.lowerBound * width, count: rows.count * width)
         rmsNorm(normed, weights.finalNorm)

@@ -24,6 +24,8 @@ struct Bench: AsyncParsableCommand {
     @Option(help: "Vision crops to encode.") var crops: Int = 1
     @Option(help: "Tokenizer benchmark text (UTF-8 file); default: a built-in multilingual text.") var textFile: String?
     @Flag(help: "Print JSON.") var json = false
+    @Option(help: "Also measure batched decode (TextModel.appendBatch) of this many sessions together.")
+    var sessions: Int = 0
     @Flag(inversion: .prefixedNo, help: "Measure memory-read bandwidth first (text) for the roofline fraction.")
     var bandwidth = true
     @OptionGroup var services: ServiceAddresses
@@ -95,6 +97,19 @@ struct Bench: AsyncParsableCommand {
         figures["kernels"] = result.kernels
         figures["kv_bytes"] = result.kvBytes
         if !json { print("in process: \(result)") }
+        if sessions > 0 {
+            let single = try TextBatchBenchmark.run(model: model, sessions: 1, decodeTokens: 32)
+            let batched = try TextBatchBenchmark.run(model: model, sessions: sessions, decodeTokens: 32)
+            figures["batch_sessions"] = sessions
+            figures["batch_decode_tokens_per_second"] = batched.tokensPerSecond
+            figures["batch_decode_cpu_ms_per_token"] = batched.cpuSecondsPerToken * 1000
+            figures["single_decode_cpu_ms_per_token"] = single.cpuSecondsPerToken * 1000
+            if !json {
+                print(String(format: "batched decode, %d sessions: %.1f tok/s aggregate, CPU %.1f ms/token (one session: %.1f tok/s, CPU %.1f ms/token)",
+                             sessions, batched.tokensPerSecond, batched.cpuSecondsPerToken * 1000,
+                             single.tokensPerSecond, single.cpuSecondsPerToken * 1000))
+            }
+        }
         if throughServices {
             let (rate, ttft) = try await serviceDecodeRate(vocabulary: model.config.vocabSize)
             figures["service_decode_tokens_per_second"] = rate
