@@ -80,6 +80,14 @@ public final class VisionEncoder: Sendable {
                       maxCropsPerBatch: maxCropsPerBatch)
     }
 
+    /// As above with `attentionBlockRows` query rows per attention block (for tests).
+    convenience init(config: VisionConfig, huggingFaceTensors source: TensorSource, maxCropsPerBatch: Int,
+                     attentionBlockRows: Int) throws {
+        try config.validate()
+        try self.init(config: config, source: source, weights: .huggingFace(source, config: config),
+                      maxCropsPerBatch: maxCropsPerBatch, attentionBlockRows: attentionBlockRows)
+    }
+
     private init(config: VisionConfig, source: TensorSource, weights: VisionWeights, maxCropsPerBatch: Int,
                  attentionBlockRows: Int = SigLIPModel.defaultAttentionBlockRows) throws {
         self.config = config

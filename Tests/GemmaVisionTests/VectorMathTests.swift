@@ -210,4 +210,26 @@ struct VectorMathTests {
         #expect(ckv_attention_head(x, x, x, Int64(hd), Int64(n), Int64(hd), 1, &out, Int64(hd), 16, &workspace) == 0)
         #expect(ckv_attention_head(x, x, x, Int64(hd), Int64(n), 81, 1, &out, Int64(hd), 16, &workspace) == 0)
     }
+
+    @Test("the model gives the same output on every instruction set (AVX-512 attention kernel or sgemm path)")
+    func modelOnEveryISA() throws {
+        // 36 patches in blocks of 8 query rows (partial last block), head dimension 24.
+        let config = VisionConfig(imageSize: 84, patchSize: 14, width: 48, layers: 2, heads: 2, mlpWidth: 40,
+                                  tokensPerImage: 9, textHidden: 16)
+        let encoder = try VisionEncoder(config: config, huggingFaceTensors: VisionBenchmark.randomWeights(config: config, seed: 3),
+                                        maxCropsPerBatch: 2, attentionBlockRows: 8)
+        let pixels = Self.randomValues(2 * 3 * 84 * 84, scale: 1, seed: 14)
+        var outputs: [(KernelISA, [Float])] = []
+        Self.forEachISA { isa in
+            let result = try! encoder.run(pixelValues: pixels, crops: 2)
+            outputs.append((isa, result.flatMap { $0.tower + $0.tokens }))
+        }
+        let reference = outputs.last!.1
+        let scale = reference.map(abs).max()!
+        for (isa, output) in outputs {
+            var worst: Float = 0
+            for i in 0..<output.count { worst = max(worst, abs(output[i] - reference[i])) }
+            #expect(worst / scale < 1e-5, "\(isa) differs from \(outputs.last!.0) by \(worst / scale) (relative)")
+        }
+    }
 }
