@@ -26,6 +26,10 @@ def rss_now():
 def main():
     path, threads, prompt_tokens, gen_tokens = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
     baseline = rss_now()
+    # Silence llama.cpp's load log (stderr); the callback must outlive the calls.
+    global _quiet
+    _quiet = L.llama_log_callback(lambda level, text, user: None)
+    L.llama_log_set(_quiet, ctypes.c_void_p())
     L.llama_backend_init()
     mp = L.llama_model_default_params()
     load = getattr(L, "llama_model_load_from_file", None) or L.llama_load_model_from_file
