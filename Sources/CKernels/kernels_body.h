@@ -518,6 +518,43 @@ static CK_TARGET float CK_NAME(dot_q5_0_direct)(const uint8_t *p, const ck_q8_bl
     return CK_NAME(reduce8)(acc) + 0.0f;
 }
 
+/// Q4_0 in place: Q5_0's kernel without the fifth bit (values q − 8).
+static inline __attribute__((always_inline)) CK_TARGET __m256 CK_NAME(q4_0_block_step)(const uint8_t *p, __m256i vx, __m256 dx, __m256 acc) {
+    __m128i qs = _mm_loadu_si128((const __m128i *)(p + 2));
+    __m256i nibbles = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(qs, 4), qs), _mm256_set1_epi8(0x0F));
+    __m256i sums = CK_NAME(lane_sums)(_mm256_sub_epi8(nibbles, _mm256_set1_epi8(8)), vx);
+    float d = ck_half(p);
+    __m256 scale = _mm256_mul_ps(_mm256_set_m128(_mm_set1_ps(d), _mm_set1_ps(d)), dx);
+    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), scale, acc);
+}
+
+static CK_TARGET float CK_NAME(dot_q4_0_direct)(const uint8_t *p, const ck_q8_block *xb, int64_t nb) {
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++, p += 18)
+        acc = CK_NAME(q4_0_block_step)(p, _mm256_loadu_si256((const __m256i *)xb[b].qs), _mm256_set1_ps(xb[b].d), acc);
+    return CK_NAME(reduce8)(acc) + 0.0f;
+}
+
+static CK_TARGET void CK_NAME(dot4_q4_0_direct)(const uint8_t *p, int64_t stride, const ck_q8_block *xb, int64_t nb, float *y) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    const uint8_t *p0 = p, *p1 = p + stride, *p2 = p + 2 * stride, *p3 = p + 3 * stride;
+    for (int64_t b = 0; b < nb; b++) {
+        __m256i vx = _mm256_loadu_si256((const __m256i *)xb[b].qs);
+        __m256 dx = _mm256_set1_ps(xb[b].d);
+        int64_t o = 18 * b;
+        _mm_prefetch((const char *)(p0 + 4 * stride + 4 * o), _MM_HINT_T0);
+        _mm_prefetch((const char *)(p0 + 4 * stride + 4 * o + 64), _MM_HINT_T0);
+        a0 = CK_NAME(q4_0_block_step)(p0 + o, vx, dx, a0);
+        a1 = CK_NAME(q4_0_block_step)(p1 + o, vx, dx, a1);
+        a2 = CK_NAME(q4_0_block_step)(p2 + o, vx, dx, a2);
+        a3 = CK_NAME(q4_0_block_step)(p3 + o, vx, dx, a3);
+    }
+    y[0] = CK_NAME(reduce8)(a0) + 0.0f;
+    y[1] = CK_NAME(reduce8)(a1) + 0.0f;
+    y[2] = CK_NAME(reduce8)(a2) + 0.0f;
+    y[3] = CK_NAME(reduce8)(a3) + 0.0f;
+}
+
 static CK_TARGET float CK_NAME(dot_q4_k_direct)(const uint8_t *p, const ck_q8_block *xb, int64_t nb) {
     __m256 acc = _mm256_setzero_ps();
     float minimums = 0;
@@ -723,6 +760,7 @@ static CK_TARGET void (*CK_NAME(direct4_kernel)(int type))(const uint8_t *, int6
 #if CK_VARIANT_AVX2 || CK_VARIANT_AVX512
     case CK_Q8_0: return CK_NAME(dot4_q8_0_direct);
     case CK_Q5_0: return CK_NAME(dot4_q5_0_direct);
+    case CK_Q4_0: return CK_NAME(dot4_q4_0_direct);
 #endif
     default: (void)type; return NULL;
     }
@@ -733,6 +771,7 @@ static CK_TARGET float (*CK_NAME(direct_kernel)(int type))(const uint8_t *, cons
     case CK_Q8_0: return CK_NAME(dot_q8_0_direct);
 #if CK_VARIANT_AVX2 || CK_VARIANT_AVX512
     case CK_Q5_0: return CK_NAME(dot_q5_0_direct);
+    case CK_Q4_0: return CK_NAME(dot_q4_0_direct);
     case CK_Q4_K: return CK_NAME(dot_q4_k_direct);
     case CK_Q6_K: return CK_NAME(dot_q6_k_direct);
 #endif
