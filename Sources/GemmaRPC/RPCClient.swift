@@ -127,21 +127,23 @@ public final class RPCClient: Sendable {
     }
 
     private func connection() -> EventLoopFuture<any Channel> {
-        state.withLockedValue { state in
-            if let existing = state.channel {
-                // Reuse while open; a failed or closed connection is replaced.
-                return existing.flatMap { channel in
-                    channel.isActive ? channel.eventLoop.makeSucceededFuture(channel) : self.reconnect()
-                }.flatMapError { _ in self.reconnect() }
-            }
+        let existing: EventLoopFuture<any Channel> = state.withLockedValue { state in
+            if let channel = state.channel { return channel }
             let future = makeConnection()
             state.channel = future
             return future
         }
+        // Reuse while open; a failed or closed connection is replaced. The callbacks run
+        // outside the lock (they may run at once, on this thread).
+        return existing.flatMap { channel in
+            channel.isActive ? channel.eventLoop.makeSucceededFuture(channel) : self.replace(existing)
+        }.flatMapError { _ in self.replace(existing) }
     }
 
-    private func reconnect() -> EventLoopFuture<any Channel> {
+    /// A new connection in place of `stale`, unless another call has replaced it already.
+    private func replace(_ stale: EventLoopFuture<any Channel>) -> EventLoopFuture<any Channel> {
         state.withLockedValue { state in
+            if let current = state.channel, current !== stale { return current }
             let future = makeConnection()
             state.channel = future
             return future

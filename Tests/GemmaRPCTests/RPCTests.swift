@@ -212,6 +212,23 @@ final class RPCTests: XCTestCase {
         }
     }
 
+    /// A client whose connection the server closed reconnects on its next call (a service
+    /// restarted by systemd behind the same socket).
+    func testClientReconnectsAfterTheServerRestarts() async throws {
+        let client = try client()
+        var request = V1.DecodeResponse()
+        request.text = "first"
+        _ = try await client.unary("/gemma.v1.Test/Echo", request, as: V1.DecodeResponse.self)
+        await server.drain()
+        var limits = RPCServerLimits()
+        limits.drainTimeout = .milliseconds(300)
+        server = RPCServer(services: [testService(cancelled: cancelled)], limits: limits)
+        try await server.listen(on: [.address(.unix(path: socketPath))])
+        request.text = "second"
+        let response = try await client.unary("/gemma.v1.Test/Echo", request, as: V1.DecodeResponse.self)
+        XCTAssertEqual(response.text, "second")
+    }
+
     func testUnreachableServiceIsUnavailable() async throws {
         let client = try RPCClient("unix:/nonexistent/gemma.sock")
         await assertStatus(.unavailable) {
