@@ -29,6 +29,14 @@ public final class InferenceQueue: @unchecked Sendable {
         }
     }
 
+    /// Queues `job` to run on the inference thread, without waiting for it.
+    public func submit(_ job: @escaping @Sendable () -> Void) {
+        condition.lock()
+        jobs.append(job)
+        condition.signal()
+        condition.unlock()
+    }
+
     /// Jobs waiting, not counting the one running.
     public var waiting: Int {
         condition.lock()

@@ -24,6 +24,8 @@ final class DecoderHandlers: Sendable {
     /// Image token, soft tokens per crop, vision services and the soft-token cache.
     let images: ImageSupport
     let queue = InferenceQueue(name: "gemma-decoder inference")
+    /// Decode steps of concurrent generations share passes over the weights.
+    let batcher: DecodeBatcher
     let started = ContinuousClock.now
 
     init(model: TextModel, modelPath: String, tokenizer: RPCClient, sessions: SessionStore, limits: Limits,
@@ -34,6 +36,7 @@ final class DecoderHandlers: Sendable {
         self.sessions = sessions
         self.limits = limits
         self.images = images
+        batcher = DecodeBatcher(model: model, queue: queue)
     }
 
     func service() -> RPCService {
@@ -106,6 +109,8 @@ final class DecoderHandlers: Sendable {
         var detokenizer = RemoteDetokenizer(client: tokenizer, optional: request.input.isTokens)
         var stops = StopMatcher(stops: request.stop)
         let decodeStart = ContinuousClock.now
+        batcher.begin()
+        defer { batcher.end() }
         var finish = V1.FinishReason.notFinished
         while finish == .notFinished {
             let token = sampler.sample(logits: logits, history: prompt + generated)
@@ -130,7 +135,7 @@ final class DecoderHandlers: Sendable {
             }
             try await stream.send(chunk)
             if finish != .notFinished { break }
-            logits = try await queue.run { try model.append(tokens: [token], cache: cache) }
+            logits = try await batcher.step(cache: cache, token: token)
         }
         var last = V1.GenerateResponse()
         // Text held back for a possible stop string is sent unless a stop string was found.
