@@ -1,4 +1,5 @@
 import Foundation
+import GemmaKernels
 
 /// How the next token is chosen from a position's logits.
 public struct SamplingParameters: Sendable, Equatable {
@@ -53,8 +54,9 @@ public struct Sampler {
     /// Picks the next token from `logits` (one per vocabulary entry). `history` is every
     /// token before it (prompt and generated), which the penalties look at.
     public mutating func sample(logits: [Float], history: [Int32]) -> Int32 {
+        // Penalties change a copy; without them the 262k logits are read in place.
         var logits = logits
-        applyPenalties(&logits, history: history)
+        if hasPenalties { applyPenalties(&logits, history: history) }
         if parameters.isGreedy { return Int32(Self.argmax(logits)) }
 
         // Candidates: tokens within e^-30 of the best; the rest cannot change any choice.
@@ -89,9 +91,12 @@ public struct Sampler {
         return Int32(candidates[probabilities.count - 1].id)
     }
 
+    private var hasPenalties: Bool {
+        parameters.repetitionPenalty != 1 || parameters.presencePenalty != 0 || parameters.frequencyPenalty != 0
+    }
+
     private func applyPenalties(_ logits: inout [Float], history: [Int32]) {
         let p = parameters
-        guard p.repetitionPenalty != 1 || p.presencePenalty != 0 || p.frequencyPenalty != 0 else { return }
         var counts: [Int32: Int] = [:]
         for token in history where token >= 0 && Int(token) < logits.count { counts[token, default: 0] += 1 }
         for (token, count) in counts {
@@ -144,22 +149,4 @@ public enum LogProbabilities {
         }
         return best
     }
-}
-
-/// A small, fast, seedable generator (Steele et al.'s SplitMix64).
-struct SplitMix64 {
-    private var state: UInt64
-
-    init(seed: UInt64) { state = seed }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
-    /// Uniform in [0, 1).
-    mutating func nextUnit() -> Double { Double(next() >> 11) * 0x1.0p-53 }
 }

@@ -55,7 +55,7 @@ public enum VisionBenchmark {
         let setupStart = Date()
         let source = randomWeights(config: config, seed: seed)
         let encoder = try VisionEncoder(config: config, huggingFaceTensors: source, maxCropsPerBatch: max(crops, 1))
-        var generator = SplitMix(state: seed ^ 0xabcdef)
+        var generator = SplitMix64(seed: seed ^ 0xabcdef)
         let pixels = (0..<(crops * 3 * config.imageSize * config.imageSize)).map { _ in generator.nextFloat() * 2 - 1 }
         let setupSeconds = Date().timeIntervalSince(setupStart)
         if warmUp { _ = try encoder.encode(pixelValues: Array(pixels.prefix(3 * config.imageSize * config.imageSize)), crops: 1) }
@@ -85,7 +85,7 @@ public enum VisionBenchmark {
 
     /// sgemm throughput on `m×k · (n×k)ᵀ`, best of a few repetitions.
     public static func sgemmGFLOPS(m: Int, n: Int, k: Int, repetitions: Int = 3) -> Double {
-        var generator = SplitMix(state: 42)
+        var generator = SplitMix64(seed: 42)
         let a = (0..<(m * k)).map { _ in generator.nextFloat() - 0.5 }
         let b = (0..<(n * k)).map { _ in generator.nextFloat() - 0.5 }
         var c = [Float](repeating: 0, count: m * n)
@@ -109,7 +109,7 @@ public enum VisionBenchmark {
     /// (matrices ±1/√fan-in, LayerNorm scale 1) so activations stay finite and normal.
     public static func randomWeights(config: VisionConfig, seed: UInt64) -> InMemoryTensorSource {
         let source = InMemoryTensorSource()
-        var generator = SplitMix(state: seed)
+        var generator = SplitMix64(seed: seed)
         func add(_ name: String, _ shape: [Int], scale: Float, offset: Float = 0) {
             source.add(name, type: .bf16, shape: shape) { bytes in
                 let values = bytes.bindMemory(to: UInt16.self)
@@ -144,23 +144,5 @@ public enum VisionBenchmark {
         add("multi_modal_projector.mm_soft_emb_norm.weight", [d], scale: 0.05)
         add("multi_modal_projector.mm_input_projection_weight", [d, config.textHidden], scale: 1 / Float(d).squareRoot())
         return source
-    }
-}
-
-/// SplitMix64: a small, fast, seedable generator for benchmark data (not for anything secret).
-struct SplitMix {
-    var state: UInt64
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
-    /// Uniform in [0, 1).
-    mutating func nextFloat() -> Float {
-        Float(next() >> 40) * (1.0 / 16_777_216.0)
     }
 }

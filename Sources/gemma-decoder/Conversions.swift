@@ -32,10 +32,6 @@ enum Logprobs {
         return message
     }
 
-    static func logSoftmax(_ values: inout [Float], row: Int, width: Int) {
-        LogProbabilities.logSoftmax(&values, row: row, width: width)
-    }
-
     /// The top `count` log-probabilities of one row of logits.
     static func top(_ count: Int, of logits: [Float]) -> [V1.TokenLogprob] {
         var values = logits

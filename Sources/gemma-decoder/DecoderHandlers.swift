@@ -106,6 +106,7 @@ final class DecoderHandlers: Sendable {
         var logits = firstLogits
         var sampler = Sampler(parameters: sampling)
         var generated: [Int32] = []
+        var history = prompt  // what the penalties see, grown in place
         var detokenizer = RemoteDetokenizer(client: tokenizer, optional: request.input.isTokens)
         var stops = StopMatcher(stops: request.stop)
         let decodeStart = ContinuousClock.now
@@ -113,12 +114,13 @@ final class DecoderHandlers: Sendable {
         defer { batcher.end() }
         var finish = V1.FinishReason.notFinished
         while finish == .notFinished {
-            let token = sampler.sample(logits: logits, history: prompt + generated)
+            let token = sampler.sample(logits: logits, history: history)
             if !request.ignoreEos && (token == Self.endOfText || token == Self.endOfTurn) {
                 finish = .stop
                 break
             }
             generated.append(token)
+            history.append(token)
             var chunk = V1.GenerateResponse()
             chunk.tokenIDs = [token]
             if request.topLogprobs > 0 {
@@ -266,7 +268,7 @@ extension DecoderHandlers {
                     case .logits:
                         message.values = littleEndianBytes(rows)
                     case .logprobs:
-                        for row in 0..<(last - first) { Logprobs.logSoftmax(&rows, row: row, width: vocabulary) }
+                        for row in 0..<(last - first) { LogProbabilities.logSoftmax(&rows, row: row, width: vocabulary) }
                         message.values = littleEndianBytes(rows)
                     case .topK:
                         for row in 0..<(last - first) {

@@ -11,7 +11,7 @@ struct VectorMathTests {
     static let rows = 300, length = 4096
 
     static func randomValues(_ count: Int, scale: Float, seed: UInt64) -> [Float] {
-        var generator = SplitMix(state: seed)
+        var generator = SplitMix64(seed: seed)
         return (0..<count).map { _ in (generator.nextFloat() * 2 - 1) * scale }
     }
 
