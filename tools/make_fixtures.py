@@ -264,7 +264,8 @@ def prune(out_dir):
 
 def record_real_model_prompt(out_root):
     """Prompt ids for the real-model test, tokenized by transformers from the GGUF's own
-    vocabulary (raw text with BOS, no chat template). Skipped when the model is not installed."""
+    vocabulary (raw text with BOS, no chat template), and llama.cpp's greedy continuation
+    (llama-cpp-python 0.3.36). Skipped when the model is not installed."""
     path = os.environ.get("GEMMA_MODEL")
     if not path:
         try:
@@ -284,7 +285,10 @@ def record_real_model_prompt(out_root):
         json.dump({
             "text": text,
             "ids": tokenizer(text).input_ids,
-            "expected_continuation": " the capital of the country of France. It is the largest city in France",
+            # llama.cpp's greedy continuation up to a near-tie: next, its token-by-token decode
+            # picks " largest" and its batched prompt pass " capital" (by 0.20 logits).
+            "expected_continuation": " the capital of the country of France. It is the",
+            "next_token_candidates": [" largest", " capital"],
         }, f, indent=1)
 
 

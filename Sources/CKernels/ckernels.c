@@ -6,6 +6,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
@@ -18,6 +19,9 @@
 // MARK: half-precision conversion
 
 static float ck_fp16_table[65536];
+/// GELU (tanh form, in f32 through libm's tanhf) of every f16 value, rounded to f16: the table
+/// llama.cpp's CPU backend computes GELU with.
+static float ck_gelu_f16_table[65536];
 static pthread_once_t ck_init_once = PTHREAD_ONCE_INIT;
 
 static float ck_fp16_compute(uint16_t h) {
@@ -145,16 +149,19 @@ typedef struct {
     void (*f16_to_f32_row)(const uint16_t *, float *, int64_t);
     int (*unpack_row)(int, const uint8_t *, int64_t, int8_t *, float *, float *);
     void (*dot_unpacked)(const int8_t *, const float *, const float *, int, int64_t, const ck_q8_block *, int64_t, float *, int64_t);
+    void (*attention_scores)(const float *, int64_t, int64_t, const float *, int64_t, int64_t, int64_t, float *, int64_t);
+    void (*attention_mix)(const float *, int64_t, int64_t, const float *, int64_t, int64_t, int64_t, float *, int64_t);
+    void (*geglu_f16_table)(float *, const float *, int64_t);
 } ck_variant;
 
 static const ck_variant ck_variants[3] = {
-    {dequantize_row_scalar, quantize_q8_scalar, vec_dot_scalar, direct_kernel_scalar, direct4_kernel_scalar, directn_kernel_scalar, dot_f32_scalar, axpy_f32_scalar, round_to_half_scalar, f32_to_f16_row_scalar, f16_to_f32_row_scalar, unpack_row_scalar, dot_unpacked_scalar},
+    {dequantize_row_scalar, quantize_q8_scalar, vec_dot_scalar, direct_kernel_scalar, direct4_kernel_scalar, directn_kernel_scalar, dot_f32_scalar, axpy_f32_scalar, round_to_half_scalar, f32_to_f16_row_scalar, f16_to_f32_row_scalar, unpack_row_scalar, dot_unpacked_scalar, attention_scores_scalar, attention_mix_scalar, geglu_f16_table_scalar},
 #if CK_X86
-    {dequantize_row_avx2, quantize_q8_avx2, vec_dot_avx2, direct_kernel_avx2, direct4_kernel_avx2, directn_kernel_avx2, dot_f32_avx2, axpy_f32_avx2, round_to_half_avx2, f32_to_f16_row_avx2, f16_to_f32_row_avx2, unpack_row_avx2, dot_unpacked_avx2},
-    {dequantize_row_avx512, quantize_q8_avx512, vec_dot_avx512, direct_kernel_avx512, direct4_kernel_avx512, directn_kernel_avx512, dot_f32_avx512, axpy_f32_avx512, round_to_half_avx512, f32_to_f16_row_avx512, f16_to_f32_row_avx512, unpack_row_avx512, dot_unpacked_avx512},
+    {dequantize_row_avx2, quantize_q8_avx2, vec_dot_avx2, direct_kernel_avx2, direct4_kernel_avx2, directn_kernel_avx2, dot_f32_avx2, axpy_f32_avx2, round_to_half_avx2, f32_to_f16_row_avx2, f16_to_f32_row_avx2, unpack_row_avx2, dot_unpacked_avx2, attention_scores_avx2, attention_mix_avx2, geglu_f16_table_avx2},
+    {dequantize_row_avx512, quantize_q8_avx512, vec_dot_avx512, direct_kernel_avx512, direct4_kernel_avx512, directn_kernel_avx512, dot_f32_avx512, axpy_f32_avx512, round_to_half_avx512, f32_to_f16_row_avx512, f16_to_f32_row_avx512, unpack_row_avx512, dot_unpacked_avx512, attention_scores_avx512, attention_mix_avx512, geglu_f16_table_avx512},
 #else
-    {dequantize_row_scalar, quantize_q8_scalar, vec_dot_scalar, direct_kernel_scalar, direct4_kernel_scalar, directn_kernel_scalar, dot_f32_scalar, axpy_f32_scalar, round_to_half_scalar, f32_to_f16_row_scalar, f16_to_f32_row_scalar, unpack_row_scalar, dot_unpacked_scalar},
-    {dequantize_row_scalar, quantize_q8_scalar, vec_dot_scalar, direct_kernel_scalar, direct4_kernel_scalar, directn_kernel_scalar, dot_f32_scalar, axpy_f32_scalar, round_to_half_scalar, f32_to_f16_row_scalar, f16_to_f32_row_scalar, unpack_row_scalar, dot_unpacked_scalar},
+    {dequantize_row_scalar, quantize_q8_scalar, vec_dot_scalar, direct_kernel_scalar, direct4_kernel_scalar, directn_kernel_scalar, dot_f32_scalar, axpy_f32_scalar, round_to_half_scalar, f32_to_f16_row_scalar, f16_to_f32_row_scalar, unpack_row_scalar, dot_unpacked_scalar, attention_scores_scalar, attention_mix_scalar, geglu_f16_table_scalar},
+    {dequantize_row_scalar, quantize_q8_scalar, vec_dot_scalar, direct_kernel_scalar, direct4_kernel_scalar, directn_kernel_scalar, dot_f32_scalar, axpy_f32_scalar, round_to_half_scalar, f32_to_f16_row_scalar, f16_to_f32_row_scalar, unpack_row_scalar, dot_unpacked_scalar, attention_scores_scalar, attention_mix_scalar, geglu_f16_table_scalar},
 #endif
 };
 
@@ -186,6 +193,11 @@ static int ck_detect_isa(void) {
 
 static void ck_initialize(void) {
     for (uint32_t h = 0; h < 65536; h++) ck_fp16_table[h] = ck_fp16_compute((uint16_t)h);
+    for (uint32_t h = 0; h < 65536; h++) {
+        float x = ck_fp16_table[h];
+        float gelu = 0.5f * x * (1.0f + tanhf(0.79788456080286535587989211986876f * x * (1.0f + 0.044715f * x * x)));
+        ck_gelu_f16_table[h] = ck_fp16_table[ck_f32_to_fp16(gelu)];
+    }
     ck_best = ck_detect_isa();
     const char *forced = getenv("GEMMA_KERNEL_ISA");  // "scalar" or "avx2": test a slower path
     int chosen = ck_best;
@@ -277,6 +289,15 @@ float ck_vec_dot(int type, const void *row, const float *x, const ck_q8_block *x
 
 float ck_dot_f32(const float *a, const float *b, int64_t n) { return ck_current()->dot_f32(a, b, n); }
 void ck_axpy_f32(float a, const float *x, float *y, int64_t n) { ck_current()->axpy_f32(a, x, y, n); }
+void ck_attention_scores(const float *q, int64_t queries, int64_t q_stride, const float *k, int64_t keys, int64_t k_stride,
+                         int64_t n, float *scores, int64_t s_stride) {
+    ck_current()->attention_scores(q, queries, q_stride, k, keys, k_stride, n, scores, s_stride);
+}
+void ck_attention_mix(const float *s, int64_t queries, int64_t s_stride, const float *v, int64_t keys, int64_t v_stride,
+                      int64_t n, float *out, int64_t o_stride) {
+    ck_current()->attention_mix(s, queries, s_stride, v, keys, v_stride, n, out, o_stride);
+}
+void ck_geglu_f16_table(float *gate, const float *up, int64_t n) { ck_current()->geglu_f16_table(gate, up, n); }
 void ck_round_to_half(float *x, int64_t n) { ck_current()->round_to_half(x, n); }
 void ck_f32_to_f16_row(const float *x, uint16_t *y, int64_t n) { ck_current()->f32_to_f16_row(x, y, n); }
 void ck_f16_to_f32_row(const uint16_t *x, float *y, int64_t n) { ck_current()->f16_to_f32_row(x, y, n); }
@@ -293,19 +314,26 @@ struct ck_pool {
     _Atomic int stopping;
     _Atomic int busy_workers;     // workers still running the current batch
     _Atomic int sleepers;         // workers blocked on `start` (or about to be)
-    int spin_rounds;              // polls before blocking
+    uint64_t spin_ns;             // polling time before blocking
     void (*task)(void *, int64_t);
     void *context;
     int64_t count;
     _Atomic int64_t next;         // next task index to claim
 };
 
-/// Polls before blocking, `GEMMA_POOL_SPIN` rounds of a pause instruction (default
-/// `CK_SPIN_ROUNDS`, none): a decode step runs ~70 short batches, and on a dedicated machine a
-/// futex wake-up per batch can cost more than polling. On the shared, oversubscribed machines
-/// measured so far polling burned the time slice the awaited thread needed (1024 rounds: decode
-/// CPU 24.8 ms/token against 22.0 without), so it is off unless asked for.
-enum { CK_SPIN_ROUNDS = 0 };
+/// How long a waiting thread polls before it blocks: `GEMMA_POOL_SPIN_US` microseconds
+/// (default `CK_SPIN_MICROSECONDS`; 0 blocks at once). A decode step runs ~75 short batches with
+/// main-thread work of tens of microseconds between them, and a futex wake-up per batch cost
+/// more than that: on a quiet 2-core machine decode went from 50–52 to 58 tok/s with polling.
+/// The bound is in time, not rounds, so that on an oversubscribed machine a waiter gives its
+/// core back after at most that long.
+enum { CK_SPIN_MICROSECONDS = 150 };
+
+static inline uint64_t ck_now_ns(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
 
 static inline void ck_cpu_relax(void) {
 #if CK_X86
@@ -326,9 +354,13 @@ static void *ck_pool_worker(void *argument) {
     uint64_t seen = 0;
     for (;;) {
         uint64_t now = atomic_load_explicit(&pool->generation, memory_order_acquire);
-        for (int spin = 0; now == seen && spin < pool->spin_rounds && !atomic_load_explicit(&pool->stopping, memory_order_relaxed); spin++) {
-            ck_cpu_relax();
-            now = atomic_load_explicit(&pool->generation, memory_order_acquire);
+        if (now == seen && pool->spin_ns > 0) {
+            uint64_t deadline = ck_now_ns() + pool->spin_ns;
+            for (int spin = 1; now == seen && !atomic_load_explicit(&pool->stopping, memory_order_relaxed); spin++) {
+                ck_cpu_relax();
+                now = atomic_load_explicit(&pool->generation, memory_order_acquire);
+                if ((spin & 63) == 0 && ck_now_ns() > deadline) break;
+            }
         }
         if (now == seen) {
             // Announce the sleep before the last look (the caller bumps the generation, then
@@ -357,8 +389,9 @@ ck_pool *ck_pool_create(int threads) {
     ck_pool *pool = calloc(1, sizeof(ck_pool));
     if (!pool) return NULL;
     pool->threads = threads;
-    const char *spin = getenv("GEMMA_POOL_SPIN");
-    pool->spin_rounds = spin ? atoi(spin) : CK_SPIN_ROUNDS;
+    const char *spin = getenv("GEMMA_POOL_SPIN_US");
+    long microseconds = spin ? atol(spin) : CK_SPIN_MICROSECONDS;
+    pool->spin_ns = microseconds > 0 ? (uint64_t)microseconds * 1000u : 0;
     pthread_mutex_init(&pool->mutex, NULL);
     pthread_cond_init(&pool->start, NULL);
     pthread_cond_init(&pool->finished, NULL);
@@ -407,9 +440,13 @@ void ck_pool_run(ck_pool *pool, void (*task)(void *, int64_t), void *context, in
         pthread_mutex_unlock(&pool->mutex);
     }
     ck_pool_drain(pool);
-    for (int spin = 0; spin < pool->spin_rounds; spin++) {
+    if (pool->spin_ns > 0) {
+        uint64_t deadline = ck_now_ns() + pool->spin_ns;
+        for (int spin = 1; atomic_load_explicit(&pool->busy_workers, memory_order_acquire) > 0; spin++) {
+            ck_cpu_relax();
+            if ((spin & 63) == 0 && ck_now_ns() > deadline) break;
+        }
         if (atomic_load_explicit(&pool->busy_workers, memory_order_acquire) == 0) return;
-        ck_cpu_relax();
     }
     pthread_mutex_lock(&pool->mutex);
     while (atomic_load(&pool->busy_workers) > 0) pthread_cond_wait(&pool->finished, &pool->mutex);

@@ -779,6 +779,140 @@ static CK_TARGET float (*CK_NAME(direct_kernel)(int type))(const uint8_t *, cons
     }
 }
 
+// MARK: attention products
+//
+// `attention_scores` and `attention_mix` give, for every (query, key) pair, exactly what
+// `dot_f32` and a run of `axpy_f32` calls give (sixteen fused-multiply-add lanes summed in lane
+// order; fused adds in key order), so prefill through them agrees bit for bit with decoding
+// through the per-key calls. The AVX-512 variant computes 4×4 blocks of pairs with the lane
+// sums transposed into registers; the others make the per-pair calls.
+
+#if CK_VARIANT_AVX512
+/// Lane sums of sixteen accumulators in lane order: result lane p = ((0 + a[p][0]) + a[p][1]) +
+/// … + a[p][15], via an in-register 16×16 transpose.
+static inline __attribute__((always_inline)) CK_TARGET __m512 CK_NAME(lane_sums16)(__m512 a[16]) {
+    __m512 t[16], u[16];
+    for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_ps(a[i], a[i + 1]);
+        t[i + 1] = _mm512_unpackhi_ps(a[i], a[i + 1]);
+    }
+    for (int i = 0; i < 16; i += 4) {
+        u[i] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[i]), _mm512_castps_pd(t[i + 2])));
+        u[i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[i]), _mm512_castps_pd(t[i + 2])));
+        u[i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[i + 1]), _mm512_castps_pd(t[i + 3])));
+        u[i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[i + 1]), _mm512_castps_pd(t[i + 3])));
+    }
+    // u[4g + c] holds, in each 128-bit quarter q, lanes 4q..4q+3's column c of rows 4g..4g+3.
+    for (int i = 0; i < 16; i += 8)
+        for (int c = 0; c < 4; c++) {
+            t[i + c] = _mm512_shuffle_f32x4(u[i + c], u[i + 4 + c], 0x88);
+            t[i + 4 + c] = _mm512_shuffle_f32x4(u[i + c], u[i + 4 + c], 0xDD);
+        }
+    for (int c = 0; c < 4; c++) {
+        u[c] = _mm512_shuffle_f32x4(t[c], t[8 + c], 0x88);
+        u[8 + c] = _mm512_shuffle_f32x4(t[c], t[8 + c], 0xDD);
+        u[4 + c] = _mm512_shuffle_f32x4(t[4 + c], t[12 + c], 0x88);
+        u[12 + c] = _mm512_shuffle_f32x4(t[4 + c], t[12 + c], 0xDD);
+    }
+    // Now u[k] lane p is a[p][k]: add the columns in order.
+    __m512 sum = _mm512_setzero_ps();
+    for (int k = 0; k < 16; k++) sum = _mm512_add_ps(sum, u[k]);
+    return sum;
+}
+#endif
+
+static CK_TARGET void CK_NAME(attention_scores)(const float *q, int64_t queries, int64_t q_stride, const float *k,
+                                                int64_t keys, int64_t k_stride, int64_t n, float *scores, int64_t s_stride) {
+    int64_t t0 = 0;
+#if CK_VARIANT_AVX512
+    if (n % 16 == 0) {
+        for (; t0 + 4 <= queries; t0 += 4) {
+            int64_t j0 = 0;
+            for (; j0 + 4 <= keys; j0 += 4) {
+                __m512 acc[16];
+                for (int p = 0; p < 16; p++) acc[p] = _mm512_setzero_ps();
+                for (int64_t i = 0; i < n; i += 16) {
+                    __m512 qv[4], kv[4];
+                    for (int t = 0; t < 4; t++) qv[t] = _mm512_loadu_ps(q + (t0 + t) * q_stride + i);
+                    for (int j = 0; j < 4; j++) kv[j] = _mm512_loadu_ps(k + (j0 + j) * k_stride + i);
+                    for (int t = 0; t < 4; t++)
+                        for (int j = 0; j < 4; j++) acc[4 * t + j] = _mm512_fmadd_ps(qv[t], kv[j], acc[4 * t + j]);
+                }
+                float sums[16];
+                _mm512_storeu_ps(sums, CK_NAME(lane_sums16)(acc));
+                for (int t = 0; t < 4; t++)
+                    for (int j = 0; j < 4; j++) scores[(t0 + t) * s_stride + j0 + j] = sums[4 * t + j];
+            }
+            for (; j0 < keys; j0++)
+                for (int t = 0; t < 4; t++)
+                    scores[(t0 + t) * s_stride + j0] = CK_NAME(dot_f32)(q + (t0 + t) * q_stride, k + j0 * k_stride, n);
+        }
+    }
+#endif
+    for (; t0 < queries; t0++)
+        for (int64_t j = 0; j < keys; j++)
+            scores[t0 * s_stride + j] = CK_NAME(dot_f32)(q + t0 * q_stride, k + j * k_stride, n);
+}
+
+static CK_TARGET void CK_NAME(attention_mix)(const float *s, int64_t queries, int64_t s_stride, const float *v,
+                                             int64_t keys, int64_t v_stride, int64_t n, float *out, int64_t o_stride) {
+    int64_t t0 = 0;
+#if CK_VARIANT_AVX512
+    // fma(0, x, y) = y for finite x and y ≠ −0 (never produced here), so pairs a per-key
+    // loop would skip (weight 0) can be fused in without changing a bit.
+    if (n % 64 == 0) {
+        for (; t0 + 4 <= queries; t0 += 4) {
+            for (int64_t i = 0; i < n; i += 64) {
+                __m512 acc[4][4];
+                for (int t = 0; t < 4; t++)
+                    for (int c = 0; c < 4; c++) acc[t][c] = _mm512_setzero_ps();
+                for (int64_t j = 0; j < keys; j++) {
+                    __m512 vv[4];
+                    for (int c = 0; c < 4; c++) vv[c] = _mm512_loadu_ps(v + j * v_stride + i + 16 * c);
+                    for (int t = 0; t < 4; t++) {
+                        __m512 w = _mm512_set1_ps(s[(t0 + t) * s_stride + j]);
+                        for (int c = 0; c < 4; c++) acc[t][c] = _mm512_fmadd_ps(w, vv[c], acc[t][c]);
+                    }
+                }
+                for (int t = 0; t < 4; t++)
+                    for (int c = 0; c < 4; c++) _mm512_storeu_ps(out + (t0 + t) * o_stride + i + 16 * c, acc[t][c]);
+            }
+        }
+    }
+#endif
+    for (; t0 < queries; t0++) {
+        float *o = out + t0 * o_stride;
+        for (int64_t i = 0; i < n; i++) o[i] = 0;
+        for (int64_t j = 0; j < keys; j++) {
+            float w = s[t0 * s_stride + j];
+            if (w != 0) CK_NAME(axpy_f32)(w, v + j * v_stride, o, n);
+        }
+    }
+}
+
+/// gate[i] ← GELU(gate[i]) · up[i] as llama.cpp's CPU backend computes it: 0 at or below −10,
+/// the input itself at or above 10, otherwise the f16-rounded GELU of the input rounded to f16
+/// (a table lookup). The same lookups and one multiply on every instruction set.
+static CK_TARGET void CK_NAME(geglu_f16_table)(float *gate, const float *up, int64_t n) {
+    int64_t i = 0;
+#if CK_VARIANT_AVX512
+    const __m512 low = _mm512_set1_ps(-10.0f), high = _mm512_set1_ps(10.0f);
+    for (; i + 16 <= n; i += 16) {
+        __m512 x = _mm512_loadu_ps(gate + i);
+        __m512i index = _mm512_cvtepu16_epi32(_mm512_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+        __m512 g = _mm512_i32gather_ps(index, ck_gelu_f16_table, 4);
+        g = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, high, _CMP_GE_OQ), g, x);
+        g = _mm512_maskz_mov_ps((__mmask16)~_mm512_cmp_ps_mask(x, low, _CMP_LE_OQ), g);
+        _mm512_storeu_ps(gate + i, _mm512_mul_ps(g, _mm512_loadu_ps(up + i)));
+    }
+#endif
+    for (; i < n; i++) {
+        float x = gate[i];
+        float g = x <= -10.0f ? 0.0f : (x >= 10.0f ? x : ck_gelu_f16_table[ck_f32_to_fp16(x)]);
+        gate[i] = g * up[i];
+    }
+}
+
 static CK_TARGET void CK_NAME(round_to_half)(float *x, int64_t n) {
     int64_t i = 0;
 #if CK_VARIANT_AVX2 || CK_VARIANT_AVX512

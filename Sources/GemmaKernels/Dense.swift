@@ -1,3 +1,4 @@
+import CKernels
 import COpenBLAS
 import Foundation
 
@@ -32,12 +33,24 @@ public enum Dense {
             alpha, a, blasint(lda), b, blasint(ldb), beta, c, blasint(ldc))
     }
 
-    /// GELU with the tanh approximation (`gelu_pytorch_tanh`), in place.
+    /// GELU with the tanh approximation (`gelu_pytorch_tanh`), in place: the vectorized
+    /// kernel the vision tower uses (`ckv_bias_gelu_rows`, relative error ~2e-7 against
+    /// `0.5·v·(1 + tanh(…))` in double), ~10× faster than libm's `tanhf` per element.
     public static func geluTanh(_ x: UnsafeMutableBufferPointer<Float>) {
-        let sqrtTwoOverPi: Float = 0.797_884_560_802_865_4
-        for i in x.indices {
-            let v = x[i]
-            x[i] = 0.5 * v * (1 + tanhf(sqrtTwoOverPi * (v + 0.044715 * v * v * v)))
+        guard let base = x.baseAddress, !x.isEmpty else { return }
+        ckv_bias_gelu_rows(base, nil, 1, Int64(x.count))
+    }
+
+    /// `gate ← GELU(gate) · up` (the gated feed-forward's activation), in place. With
+    /// `halfPrecision`, llama.cpp's CPU numerics: GELU read from a table of f16 inputs with
+    /// f16-rounded outputs (0 at or below −10, identity at or above 10); otherwise `geluTanh`.
+    public static func gatedGelu(_ gate: UnsafeMutableBufferPointer<Float>, up: UnsafePointer<Float>, halfPrecision: Bool) {
+        guard let base = gate.baseAddress, !gate.isEmpty else { return }
+        if halfPrecision {
+            ck_geglu_f16_table(base, up, Int64(gate.count))
+        } else {
+            geluTanh(gate)
+            for i in gate.indices { gate[i] *= up[i] }
         }
     }
 

@@ -218,6 +218,30 @@ public enum VectorOps {
     public static func axpy(_ alpha: Float, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count: Int) {
         ck_axpy_f32(alpha, x, y, Int64(count))
     }
+
+    /// `scores[t·scoreStride + j] = q_t · k_j` for `queries` rows of `q` and `keys` rows of `k`
+    /// (rows of `count` floats, `queryStride`/`keyStride` apart): bit for bit what `dot` gives
+    /// per pair, computed in register blocks.
+    public static func attentionScores(
+        _ q: UnsafePointer<Float>, queries: Int, queryStride: Int,
+        _ k: UnsafePointer<Float>, keys: Int, keyStride: Int, count: Int,
+        into scores: UnsafeMutablePointer<Float>, scoreStride: Int
+    ) {
+        ck_attention_scores(q, Int64(queries), Int64(queryStride), k, Int64(keys), Int64(keyStride),
+                            Int64(count), scores, Int64(scoreStride))
+    }
+
+    /// `out_t = Σ_j weights[t·weightStride + j] · v_j` (rows of `count` floats, `out` rows
+    /// overwritten): bit for bit what zeroing `out_t` and calling `axpy` per nonzero weight in
+    /// key order gives.
+    public static func attentionMix(
+        _ weights: UnsafePointer<Float>, queries: Int, weightStride: Int,
+        _ v: UnsafePointer<Float>, keys: Int, valueStride: Int, count: Int,
+        into out: UnsafeMutablePointer<Float>, outStride: Int
+    ) {
+        ck_attention_mix(weights, Int64(queries), Int64(weightStride), v, Int64(keys), Int64(valueStride),
+                         Int64(count), out, Int64(outStride))
+    }
 }
 
 /// Half-precision conversions (IEEE binary16 and bfloat16).

@@ -31,6 +31,9 @@ public struct TextConfig: Sendable, Equatable {
     /// keeps K and V in f16 and rounds Q and the attention weights to f16; the cache then
     /// stores f16), `false` for safetensors (transformers computes in f32; the cache stores f32).
     public var halfPrecisionAttention = false
+    /// Feed-forward GELU of the format's reference: `true` for GGUF (llama.cpp looks GELU up in
+    /// a table of f16 values), `false` for safetensors (transformers computes it in f32).
+    public var halfPrecisionGELU = false
 
     public var queryScale: Float { 1 / queryPreAttnScalar.squareRoot() }
     public var kvDim: Int { kvHeadCount * headDim }
@@ -105,7 +108,8 @@ extension TextConfig {
             globalRopeScaling: globalScaling,
             globalLayers: globalLayers,
             maxPositions: gguf.int("gemma3.context_length") ?? 131_072,
-            halfPrecisionAttention: true)
+            halfPrecisionAttention: true,
+            halfPrecisionGELU: true)
         try validate()
     }
 }

@@ -233,12 +233,11 @@ public final class TextModel: @unchecked Sendable {
             multiply(layer.gate, normed.baseAddress!, count: count, into: gate.baseAddress!)
             multiply(layer.up, normed.baseAddress!, count: count, into: up.baseAddress!)
         }
-        // GELU(gate) · up, in row chunks across the pool (tanh dominates the element-wise work).
+        // GELU(gate) · up, in row chunks across the pool.
         let intermediate = c.intermediateSize
         kernels.parallelFor(count) { row in
-            let gateRow = UnsafeMutableBufferPointer(rebasing: gate[(row * intermediate)..<((row + 1) * intermediate)])
-            Dense.geluTanh(gateRow)
-            for i in gateRow.indices { gateRow[i] *= up[row * intermediate + i] }
+            Dense.gatedGelu(UnsafeMutableBufferPointer(rebasing: gate[(row * intermediate)..<((row + 1) * intermediate)]),
+                            up: up.baseAddress! + row * intermediate, halfPrecision: c.halfPrecisionGELU)
         }
         let down = UnsafeMutableBufferPointer<Float>.allocate(capacity: count * width)
         defer { down.deallocate() }
@@ -320,14 +319,19 @@ public final class TextModel: @unchecked Sendable {
         // Attention reads keys from one contiguous f32 run in position order: the older keys it
         // may see (a ring's slots are not in position order, and an f16 cache needs
         // converting), then the batch's own. Taken before the batch overwrites ring slots. A
-        // single position with an f32 cache (decode) reads the cache in place instead.
-        var keyRun: UnsafeMutablePointer<Float>?, valueRun: UnsafeMutablePointer<Float>?
-        // A global layer with an f32 cache is already such a run (slot = position): read in place.
-        let globalInPlace = isGlobal && cache.elementBytes == 4
-        // An f16 cache is converted once per layer here, not once per head in the loop below.
-        if (count > 1 || cache.elementBytes == 2) && !globalInPlace {
+        // global layer with an f32 cache is such a run already (slot = position); a single
+        // position on a local layer with an f32 cache (decode) reads the ring in place instead.
+        var keyRun: UnsafePointer<Float>?, valueRun: UnsafePointer<Float>?
+        var ownedRuns: [UnsafeMutablePointer<Float>] = []
+        defer { ownedRuns.forEach { $0.deallocate() } }
+        if isGlobal && cache.elementBytes == 4 {
+            keyRun = cache.f32Row(layer: index, slot: 0, value: false)
+            valueRun = cache.f32Row(layer: index, slot: 0, value: true)
+        } else if count > 1 || cache.elementBytes == 2 {
+            // An f16 cache is converted once per layer here, not once per head in the loop below.
             let k = UnsafeMutablePointer<Float>.allocate(capacity: keyCount * kvDim)
             let v = UnsafeMutablePointer<Float>.allocate(capacity: keyCount * kvDim)
+            ownedRuns = [k, v]
             for p in keyStart..<firstPosition {
                 let slot = cache.slot(layer: index, position: p)
                 cache.load(layer: index, slot: slot, count: kvDim, value: false, into: k + (p - keyStart) * kvDim)
@@ -335,10 +339,9 @@ public final class TextModel: @unchecked Sendable {
             }
             (k + (firstPosition - keyStart) * kvDim).update(from: keys.baseAddress!, count: count * kvDim)
             (v + (firstPosition - keyStart) * kvDim).update(from: values.baseAddress!, count: count * kvDim)
-            keyRun = k
-            valueRun = v
+            keyRun = UnsafePointer(k)
+            valueRun = UnsafePointer(v)
         }
-        defer { keyRun?.deallocate(); valueRun?.deallocate() }
 
         // Store the batch in the cache (a ring keeps only its last `capacity` positions).
         let capacity = cache.capacities[index]
@@ -348,50 +351,68 @@ public final class TextModel: @unchecked Sendable {
         }
 
         let groupSize = c.headCount / c.kvHeadCount
-        // Every (query, key) product goes through the same dot and axpy kernels whether the
-        // batch holds one position or many, so prefill and step-by-step decoding agree exactly.
-        // Work is split over (head, run of 8 queries); each task writes only its own outputs.
+        // Every (query, key) product has the arithmetic of one `dot` call and every mix that of
+        // `axpy` calls in key order, whether the batch holds one position or many and whether
+        // the blocked kernels (contiguous runs) or per-key calls do it, so prefill and
+        // step-by-step decoding agree exactly. Work is split over (head, run of 8 queries);
+        // each task writes only its own outputs.
         let queryRuns = (count + 7) / 8
         let mixedBase = mixed.baseAddress!, queryBase = queries.baseAddress!
         let halfPrecision = c.halfPrecisionAttention
         let cacheRef = cache
+        /// Causal, or a member of the query's bidirectional group (only keys of this batch can
+        /// be ahead of the query, since a group never spans batches); transformers' window is
+        /// one-sided (key > query − window), so group members ahead of the query stay visible.
+        func allowed(query t: Int, key j: Int) -> Bool {
+            let queryPosition = firstPosition + t, keyPosition = keyStart + j
+            if !isGlobal && keyPosition <= queryPosition - window { return false }
+            if keyPosition <= queryPosition { return true }
+            let group = groupIDs[t]
+            return group >= 0 && group == groupIDs[keyPosition - firstPosition]
+        }
         let attendTask = { (task: Int) in
             let h = task % c.headCount
             let kvOffset = (h / groupSize) * headDim
-            let scores = UnsafeMutableBufferPointer<Float>.allocate(capacity: keyCount)
-            let converted = UnsafeMutablePointer<Float>.allocate(capacity: headDim)
-            defer { scores.deallocate(); converted.deallocate() }
-            /// Head `h`'s part of the K (or V) row of key j: from the run, or (decode) from the
-            /// cache in place, converted from f16 when the cache stores f16 — the same values
-            /// either way, so decode and prefill agree exactly.
-            func row(_ j: Int, value: Bool) -> UnsafePointer<Float> {
-                if let run = value ? valueRun : keyRun { return UnsafePointer(run + j * kvDim + kvOffset) }
-                // Otherwise read the cache (global layers: slot = position, so j's slot is j).
-                let slot = cacheRef.slot(layer: index, position: keyStart + j)
-                if let inPlace = cacheRef.f32Row(layer: index, slot: slot, value: value) { return inPlace + kvOffset }
-                cacheRef.load(layer: index, slot: slot, offset: kvOffset, count: headDim, value: value, into: converted)
-                return UnsafePointer(converted)
+            let firstQuery = (task / c.headCount) * 8
+            let queryRange = firstQuery..<min(count, firstQuery + 8)
+            if let keyRun, let valueRun {
+                // Blocked products over the keys some query of the run may see.
+                var low = keyCount, high = 0
+                for t in queryRange {
+                    for j in 0..<keyCount where allowed(query: t, key: j) {
+                        low = min(low, j)
+                        high = max(high, j + 1)
+                    }
+                }
+                let width = max(0, high - low)
+                let scores = UnsafeMutableBufferPointer<Float>.allocate(capacity: max(1, queryRange.count * width))
+                defer { scores.deallocate() }
+                VectorOps.attentionScores(queryBase + firstQuery * qDim + h * headDim, queries: queryRange.count,
+                                          queryStride: qDim, keyRun + low * kvDim + kvOffset, keys: width,
+                                          keyStride: kvDim, count: headDim, into: scores.baseAddress!, scoreStride: width)
+                for (r, t) in queryRange.enumerated() {
+                    let row = UnsafeMutableBufferPointer(rebasing: scores[(r * width)..<((r + 1) * width)])
+                    for j in low..<high where !allowed(query: t, key: j) { row[j - low] = -.infinity }
+                    Dense.softmax(row)
+                    if halfPrecision { HalfFloat.roundToHalf(row) }
+                }
+                VectorOps.attentionMix(scores.baseAddress!, queries: queryRange.count, weightStride: width,
+                                       valueRun + low * kvDim + kvOffset, keys: width, valueStride: kvDim,
+                                       count: headDim, into: mixedBase + firstQuery * qDim + h * headDim, outStride: qDim)
+                return
             }
-            for t in ((task / c.headCount) * 8)..<min(count, (task / c.headCount) * 8 + 8) {
-                let queryPosition = firstPosition + t
+            // Decode with an f32 cache: read each key's row in place (global layers: slot =
+            // position; local rings: the position's slot).
+            let scores = UnsafeMutableBufferPointer<Float>.allocate(capacity: keyCount)
+            defer { scores.deallocate() }
+            func row(_ j: Int, value: Bool) -> UnsafePointer<Float> {
+                let slot = cacheRef.slot(layer: index, position: keyStart + j)
+                return cacheRef.f32Row(layer: index, slot: slot, value: value)! + kvOffset
+            }
+            for t in queryRange {
                 let query = queryBase + t * qDim + h * headDim
                 for j in 0..<keyCount {
-                    let keyPosition = keyStart + j
-                    // Causal, or a member of the query's bidirectional group (only keys of this
-                    // batch can be ahead of the query, since a group never spans batches).
-                    var allowed = keyPosition <= queryPosition
-                    if !allowed {
-                        let group = groupIDs[t]
-                        allowed = group >= 0 && group == groupIDs[keyPosition - firstPosition]
-                    }
-                    // transformers' window is one-sided (key > query − window): group members
-                    // ahead of the query stay visible.
-                    if !isGlobal && keyPosition <= queryPosition - window { allowed = false }
-                    guard allowed else {
-                        scores[j] = -.infinity
-                        continue
-                    }
-                    scores[j] = VectorOps.dot(query, row(j, value: false), count: headDim)
+                    scores[j] = allowed(query: t, key: j) ? VectorOps.dot(query, row(j, value: false), count: headDim) : -.infinity
                 }
                 Dense.softmax(scores)
                 if halfPrecision { HalfFloat.roundToHalf(scores) }

@@ -293,4 +293,70 @@ final class QuantizedTests: XCTestCase {
         y.withUnsafeMutableBufferPointer { VectorOps.axpy(0.5, a, $0.baseAddress!, count: 1000) }
         for i in 0..<1000 { XCTAssertEqual(y[i], b[i] + 0.5 * a[i], accuracy: 1e-6) }
     }
+
+    /// The blocked attention kernels give exactly the per-pair `dot` and per-key `axpy` results
+    /// (so prefill and decode agree bit for bit), on every implementation, for shapes with and
+    /// without whole register blocks, with zero weights among the keys.
+    func testAttentionKernelsEqualPerPairCallsBitForBit() {
+        for isa in availableISAs {
+            XCTAssertTrue(KernelISA.select(isa))
+            for (queries, keys, count) in [(9, 11, 256), (4, 4, 64), (5, 3, 48), (1, 17, 256), (8, 8, 72)] {
+                let rowStride = count + 16
+                let q = randomFloats(queries * rowStride, seed: UInt64(queries * 100 + keys))
+                let k = randomFloats(keys * rowStride, seed: UInt64(keys * 7 + count))
+                var scores = [Float](repeating: .nan, count: queries * keys)
+                VectorOps.attentionScores(q, queries: queries, queryStride: rowStride, k, keys: keys, keyStride: rowStride,
+                                          count: count, into: &scores, scoreStride: keys)
+                for t in 0..<queries {
+                    for j in 0..<keys {
+                        let expected = q.withUnsafeBufferPointer { qb in
+                            k.withUnsafeBufferPointer { kb in
+                                VectorOps.dot(qb.baseAddress! + t * rowStride, kb.baseAddress! + j * rowStride, count: count)
+                            }
+                        }
+                        XCTAssertEqual(scores[t * keys + j].bitPattern, expected.bitPattern, "\(isa) score \(t),\(j) of \(queries)×\(keys)×\(count)")
+                    }
+                }
+                // Weights as a softmax leaves them, some exactly zero (masked keys).
+                var weights = scores.map { abs($0) / 10 }
+                for i in stride(from: 0, to: weights.count, by: 3) { weights[i] = 0 }
+                var out = [Float](repeating: .nan, count: queries * rowStride)
+                VectorOps.attentionMix(weights, queries: queries, weightStride: keys, k, keys: keys, valueStride: rowStride,
+                                       count: count, into: &out, outStride: rowStride)
+                for t in 0..<queries {
+                    var expected = [Float](repeating: 0, count: count)
+                    for j in 0..<keys where weights[t * keys + j] != 0 {
+                        k.withUnsafeBufferPointer { kb in
+                            VectorOps.axpy(weights[t * keys + j], kb.baseAddress! + j * rowStride, &expected, count: count)
+                        }
+                    }
+                    XCTAssertEqual(Array(out[(t * rowStride)..<(t * rowStride + count)]).map(\.bitPattern), expected.map(\.bitPattern),
+                                   "\(isa) mix row \(t) of \(queries)×\(keys)×\(count)")
+                }
+            }
+        }
+    }
+
+    /// llama.cpp's GELU: 0 at or below −10, identity at or above 10, else the f16-rounded GELU
+    /// of the f16-rounded input; times `up`; the same on every implementation.
+    func testHalfPrecisionGatedGeluFollowsTheF16Table() {
+        let inputs: [Float] = (0..<400).map { Float($0) * 0.061 - 12.2 } + [-10, 10, 0, -0.0, 1e-8, 65000]
+        let up = randomFloats(inputs.count, seed: 77)
+        var expected = [Float]()
+        for (x, u) in zip(inputs, up) {
+            let g: Float
+            if x <= -10 { g = 0 } else if x >= 10 { g = x } else {
+                let h = HalfFloat.f16ToFloat(HalfFloat.floatToF16(x))
+                let gelu = 0.5 * h * (1 + tanhf(0.797_884_560_802_865_4 * h * (1 + 0.044715 * h * h)))
+                g = HalfFloat.f16ToFloat(HalfFloat.floatToF16(gelu))
+            }
+            expected.append(g * u)
+        }
+        for isa in availableISAs {
+            XCTAssertTrue(KernelISA.select(isa))
+            var gate = inputs
+            gate.withUnsafeMutableBufferPointer { Dense.gatedGelu($0, up: up, halfPrecision: true) }
+            XCTAssertEqual(gate.map(\.bitPattern), expected.map(\.bitPattern), "\(isa)")
+        }
+    }
 }

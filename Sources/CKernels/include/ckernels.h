@@ -80,6 +80,19 @@ float ck_dot_f32(const float *a, const float *b, int64_t n);
 /// y += a · x (x and y must not overlap)
 void ck_axpy_f32(float a, const float *x, float *y, int64_t n);
 
+/// Attention products over contiguous rows, bit-identical to per-pair `ck_dot_f32` calls and
+/// per-key `ck_axpy_f32` runs (in key order, skipping zero weights), only faster:
+/// `scores[t][j] = q_t · k_j` for `queries` × `keys` pairs of `n`-element rows, and
+/// `out[t] = Σ_j s[t][j] · v_j` (out rows overwritten).
+void ck_attention_scores(const float *q, int64_t queries, int64_t q_stride, const float *k, int64_t keys, int64_t k_stride,
+                         int64_t n, float *scores, int64_t s_stride);
+void ck_attention_mix(const float *s, int64_t queries, int64_t s_stride, const float *v, int64_t keys, int64_t v_stride,
+                      int64_t n, float *out, int64_t o_stride);
+
+/// gate[i] ← GELU(gate[i]) · up[i] with llama.cpp's CPU numerics (GELU looked up in a table of
+/// f16 inputs and f16-rounded outputs; 0 below −10, identity above 10).
+void ck_geglu_f16_table(float *gate, const float *up, int64_t n);
+
 // MARK: thread pool
 
 /// A fixed set of worker threads that run batches of tasks; the calling thread takes part.
