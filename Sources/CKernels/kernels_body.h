@@ -500,29 +500,58 @@ static inline CK_TARGET __m256i CK_NAME(bytes_from_bits)(uint32_t bits) {
     return _mm256_cmpeq_epi8(spread, _mm256_set1_epi64x(-1));
 }
 
+/// AVX-512 reads Q4_0/Q5_0 values as unsigned bytes (value + offset) straight into vpdpbusd's
+/// unsigned operand and starts each lane's sum at −offset · Σ x over its four bytes, computed once
+/// per activation block for all rows: the same exact integer sums as the signed form (sign
+/// tricks, a subtraction), in fewer operations. Other variants ignore the correction.
+static inline __attribute__((always_inline)) CK_TARGET __m256i CK_NAME(offset_correction)(__m256i vx, int offset) {
+#if CK_VARIANT_AVX512
+    return _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_set1_epi8((char)offset), vx));
+#else
+    (void)vx; (void)offset;
+    return _mm256_setzero_si256();
+#endif
+}
+
+/// One Q5_0 block: acc + (exact lane sums of q·x) × (d · x.d). `corr` from `offset_correction(vx, 16)`.
+static inline __attribute__((always_inline)) CK_TARGET __m256 CK_NAME(q5_0_block_step)(const uint8_t *p, __m256i vx, __m256i corr, __m256 dx, __m256 acc) {
+    const __m256i low = _mm256_set1_epi8(0x0F);
+    __m128i qs = _mm_loadu_si128((const __m128i *)(p + 6));
+    __m256i nibbles = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(qs, 4), qs), low);
+    uint32_t qh;
+    memcpy(&qh, p + 2, 4);
+#if CK_VARIANT_AVX512
+    __m256i sums = _mm256_dpbusd_epi32(corr, _mm256_mask_add_epi8(nibbles, (__mmask32)qh, nibbles, _mm256_set1_epi8(0x10)), vx);
+#else
+    (void)corr;
+    __m256i high = _mm256_and_si256(CK_NAME(bytes_from_bits)(qh), _mm256_set1_epi8(0x10));
+    __m256i vq = _mm256_sub_epi8(_mm256_or_si256(nibbles, high), _mm256_set1_epi8(16));
+    __m256i sums = CK_NAME(lane_sums)(vq, vx);
+#endif
+    float d = ck_half(p);
+    __m256 scale = _mm256_mul_ps(_mm256_set_m128(_mm_set1_ps(d), _mm_set1_ps(d)), dx);
+    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), scale, acc);
+}
+
 static CK_TARGET float CK_NAME(dot_q5_0_direct)(const uint8_t *p, const ck_q8_block *xb, int64_t nb) {
     __m256 acc = _mm256_setzero_ps();
-    const __m256i low = _mm256_set1_epi8(0x0F);
     for (int64_t b = 0; b < nb; b++, p += 22) {
-        __m128i qs = _mm_loadu_si128((const __m128i *)(p + 6));
-        __m256i nibbles = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(qs, 4), qs), low);
-        uint32_t qh;
-        memcpy(&qh, p + 2, 4);
-        __m256i high = _mm256_and_si256(CK_NAME(bytes_from_bits)(qh), _mm256_set1_epi8(0x10));
-        __m256i vq = _mm256_sub_epi8(_mm256_or_si256(nibbles, high), _mm256_set1_epi8(16));
-        __m256i sums = CK_NAME(lane_sums)(vq, _mm256_loadu_si256((const __m256i *)xb[b].qs));
-        float d = ck_half(p);
-        __m256 scale = _mm256_mul_ps(_mm256_set_m128(_mm_set1_ps(d), _mm_set1_ps(d)), _mm256_set1_ps(xb[b].d));
-        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), scale, acc);
+        __m256i vx = _mm256_loadu_si256((const __m256i *)xb[b].qs);
+        acc = CK_NAME(q5_0_block_step)(p, vx, CK_NAME(offset_correction)(vx, 16), _mm256_set1_ps(xb[b].d), acc);
     }
     return CK_NAME(reduce8)(acc) + 0.0f;
 }
 
 /// Q4_0 in place: Q5_0's kernel without the fifth bit (values q − 8).
-static inline __attribute__((always_inline)) CK_TARGET __m256 CK_NAME(q4_0_block_step)(const uint8_t *p, __m256i vx, __m256 dx, __m256 acc) {
+static inline __attribute__((always_inline)) CK_TARGET __m256 CK_NAME(q4_0_block_step)(const uint8_t *p, __m256i vx, __m256i corr, __m256 dx, __m256 acc) {
     __m128i qs = _mm_loadu_si128((const __m128i *)(p + 2));
     __m256i nibbles = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(qs, 4), qs), _mm256_set1_epi8(0x0F));
+#if CK_VARIANT_AVX512
+    __m256i sums = _mm256_dpbusd_epi32(corr, nibbles, vx);
+#else
+    (void)corr;
     __m256i sums = CK_NAME(lane_sums)(_mm256_sub_epi8(nibbles, _mm256_set1_epi8(8)), vx);
+#endif
     float d = ck_half(p);
     __m256 scale = _mm256_mul_ps(_mm256_set_m128(_mm_set1_ps(d), _mm_set1_ps(d)), dx);
     return _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), scale, acc);
@@ -530,8 +559,10 @@ static inline __attribute__((always_inline)) CK_TARGET __m256 CK_NAME(q4_0_block
 
 static CK_TARGET float CK_NAME(dot_q4_0_direct)(const uint8_t *p, const ck_q8_block *xb, int64_t nb) {
     __m256 acc = _mm256_setzero_ps();
-    for (int64_t b = 0; b < nb; b++, p += 18)
-        acc = CK_NAME(q4_0_block_step)(p, _mm256_loadu_si256((const __m256i *)xb[b].qs), _mm256_set1_ps(xb[b].d), acc);
+    for (int64_t b = 0; b < nb; b++, p += 18) {
+        __m256i vx = _mm256_loadu_si256((const __m256i *)xb[b].qs);
+        acc = CK_NAME(q4_0_block_step)(p, vx, CK_NAME(offset_correction)(vx, 8), _mm256_set1_ps(xb[b].d), acc);
+    }
     return CK_NAME(reduce8)(acc) + 0.0f;
 }
 
@@ -542,12 +573,13 @@ static CK_TARGET void CK_NAME(dot4_q4_0_direct)(const uint8_t *p, int64_t stride
         __m256i vx = _mm256_loadu_si256((const __m256i *)xb[b].qs);
         __m256 dx = _mm256_set1_ps(xb[b].d);
         int64_t o = 18 * b;
+        __m256i corr = CK_NAME(offset_correction)(vx, 8);
         _mm_prefetch((const char *)(p0 + 4 * stride + 4 * o), _MM_HINT_T0);
         _mm_prefetch((const char *)(p0 + 4 * stride + 4 * o + 64), _MM_HINT_T0);
-        a0 = CK_NAME(q4_0_block_step)(p0 + o, vx, dx, a0);
-        a1 = CK_NAME(q4_0_block_step)(p1 + o, vx, dx, a1);
-        a2 = CK_NAME(q4_0_block_step)(p2 + o, vx, dx, a2);
-        a3 = CK_NAME(q4_0_block_step)(p3 + o, vx, dx, a3);
+        a0 = CK_NAME(q4_0_block_step)(p0 + o, vx, corr, dx, a0);
+        a1 = CK_NAME(q4_0_block_step)(p1 + o, vx, corr, dx, a1);
+        a2 = CK_NAME(q4_0_block_step)(p2 + o, vx, corr, dx, a2);
+        a3 = CK_NAME(q4_0_block_step)(p3 + o, vx, corr, dx, a3);
     }
     y[0] = CK_NAME(reduce8)(a0) + 0.0f;
     y[1] = CK_NAME(reduce8)(a1) + 0.0f;
@@ -642,20 +674,6 @@ static CK_TARGET void CK_NAME(dot4_q8_0_direct)(const uint8_t *p, int64_t stride
     y[3] = CK_NAME(reduce8)(a3) + 0.0f;
 }
 
-static inline __attribute__((always_inline)) CK_TARGET __m256 CK_NAME(q5_0_block_step)(const uint8_t *p, __m256i vx, __m256 dx, __m256 acc) {
-    const __m256i low = _mm256_set1_epi8(0x0F);
-    __m128i qs = _mm_loadu_si128((const __m128i *)(p + 6));
-    __m256i nibbles = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(qs, 4), qs), low);
-    uint32_t qh;
-    memcpy(&qh, p + 2, 4);
-    __m256i high = _mm256_and_si256(CK_NAME(bytes_from_bits)(qh), _mm256_set1_epi8(0x10));
-    __m256i vq = _mm256_sub_epi8(_mm256_or_si256(nibbles, high), _mm256_set1_epi8(16));
-    __m256i sums = CK_NAME(lane_sums)(vq, vx);
-    float d = ck_half(p);
-    __m256 scale = _mm256_mul_ps(_mm256_set_m128(_mm_set1_ps(d), _mm_set1_ps(d)), dx);
-    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), scale, acc);
-}
-
 static CK_TARGET void CK_NAME(dot4_q5_0_direct)(const uint8_t *p, int64_t stride, const ck_q8_block *xb, int64_t nb, float *y) {
     __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
     const uint8_t *p0 = p, *p1 = p + stride, *p2 = p + 2 * stride, *p3 = p + 3 * stride;
@@ -663,15 +681,16 @@ static CK_TARGET void CK_NAME(dot4_q5_0_direct)(const uint8_t *p, int64_t stride
         __m256i vx = _mm256_loadu_si256((const __m256i *)xb[b].qs);
         __m256 dx = _mm256_set1_ps(xb[b].d);
         int64_t o = 22 * b;
+        __m256i corr = CK_NAME(offset_correction)(vx, 16);
         // The four rows are read as four interleaved streams, which the hardware prefetchers
         // follow poorly: fetch the next four rows (the next 4·stride bytes) ahead explicitly.
         _mm_prefetch((const char *)(p0 + 4 * stride + 4 * o), _MM_HINT_T0);
         _mm_prefetch((const char *)(p0 + 4 * stride + 4 * o + 64), _MM_HINT_T0);
         _mm_prefetch((const char *)(p0 + 4 * stride + 4 * o + 128), _MM_HINT_T0);
-        a0 = CK_NAME(q5_0_block_step)(p0 + o, vx, dx, a0);
-        a1 = CK_NAME(q5_0_block_step)(p1 + o, vx, dx, a1);
-        a2 = CK_NAME(q5_0_block_step)(p2 + o, vx, dx, a2);
-        a3 = CK_NAME(q5_0_block_step)(p3 + o, vx, dx, a3);
+        a0 = CK_NAME(q5_0_block_step)(p0 + o, vx, corr, dx, a0);
+        a1 = CK_NAME(q5_0_block_step)(p1 + o, vx, corr, dx, a1);
+        a2 = CK_NAME(q5_0_block_step)(p2 + o, vx, corr, dx, a2);
+        a3 = CK_NAME(q5_0_block_step)(p3 + o, vx, corr, dx, a3);
     }
     y[0] = CK_NAME(reduce8)(a0) + 0.0f;
     y[1] = CK_NAME(reduce8)(a1) + 0.0f;
@@ -712,20 +731,11 @@ static CK_TARGET void CK_NAME(dotn_q8_0_direct)(const uint8_t *p, const ck_q8_bl
 static inline __attribute__((always_inline)) CK_TARGET void CK_NAME(dotn_q5_0_body)(const uint8_t *p, const ck_q8_block *xb, int64_t nb, const int64_t count, float *y, int64_t y_stride) {
     __m256 acc[CK_DIRECT_MULTI_MAX];
     for (int64_t v = 0; v < count; v++) acc[v] = _mm256_setzero_ps();
-    const __m256i low = _mm256_set1_epi8(0x0F);
     for (int64_t b = 0; b < nb; b++, p += 22) {
-        __m128i qs = _mm_loadu_si128((const __m128i *)(p + 6));
-        __m256i nibbles = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(qs, 4), qs), low);
-        uint32_t qh;
-        memcpy(&qh, p + 2, 4);
-        __m256i high = _mm256_and_si256(CK_NAME(bytes_from_bits)(qh), _mm256_set1_epi8(0x10));
-        __m256i vq = _mm256_sub_epi8(_mm256_or_si256(nibbles, high), _mm256_set1_epi8(16));
-        float d = ck_half(p);
-        __m256 dw = _mm256_set_m128(_mm_set1_ps(d), _mm_set1_ps(d));
         for (int64_t v = 0; v < count; v++) {
             const ck_q8_block *x = xb + v * nb + b;
-            __m256i sums = CK_NAME(lane_sums)(vq, _mm256_loadu_si256((const __m256i *)x->qs));
-            acc[v] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), _mm256_mul_ps(dw, _mm256_set1_ps(x->d)), acc[v]);
+            __m256i vx = _mm256_loadu_si256((const __m256i *)x->qs);
+            acc[v] = CK_NAME(q5_0_block_step)(p, vx, CK_NAME(offset_correction)(vx, 16), _mm256_set1_ps(x->d), acc[v]);
         }
     }
     for (int64_t v = 0; v < count; v++) y[v * y_stride] = CK_NAME(reduce8)(acc[v]) + 0.0f;
