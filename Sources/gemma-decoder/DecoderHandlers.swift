@@ -113,31 +113,48 @@ final class DecoderHandlers: Sendable {
         batcher.begin()
         defer { batcher.end() }
         var finish = V1.FinishReason.notFinished
-        while finish == .notFinished {
-            let token = sampler.sample(logits: logits, history: history)
-            if !request.ignoreEos && (token == Self.endOfText || token == Self.endOfTurn) {
-                finish = .stop
-                break
+        // The next decode step starts as soon as a token is sampled and runs while that token is
+        // detokenized and sent, so the tokenizer round trip is off the critical path and
+        // concurrent generations reach the batcher together. A step in flight is always awaited
+        // before the loop ends: the cache is never left mid-update for the next request.
+        var inFlight: Task<[Float], any Error>?
+        do {
+            while finish == .notFinished {
+                let token = sampler.sample(logits: logits, history: history)
+                if !request.ignoreEos && (token == Self.endOfText || token == Self.endOfTurn) {
+                    finish = .stop
+                    break
+                }
+                generated.append(token)
+                history.append(token)
+                var chunk = V1.GenerateResponse()
+                chunk.tokenIDs = [token]
+                if request.topLogprobs > 0 {
+                    chunk.logprobs = [Logprobs.of(token, in: logits, top: Int(request.topLogprobs))]
+                }
+                var limit = V1.FinishReason.notFinished
+                if generated.count >= maxTokens {
+                    limit = .length
+                } else if cache.count + 1 >= cache.maxContext {
+                    limit = cache.maxContext >= limits.maxContext ? .context : .length
+                }
+                if limit == .notFinished {
+                    let batcher = self.batcher
+                    inFlight = Task { try await batcher.step(cache: cache, token: token) }
+                }
+                let (text, stopped) = stops.feed(try await detokenizer.append(token))
+                chunk.text = text
+                finish = stopped ? .stop : limit
+                try await stream.send(chunk)
+                if let step = inFlight {
+                    inFlight = nil
+                    let next = try await step.value
+                    if finish == .notFinished { logits = next }
+                }
             }
-            generated.append(token)
-            history.append(token)
-            var chunk = V1.GenerateResponse()
-            chunk.tokenIDs = [token]
-            if request.topLogprobs > 0 {
-                chunk.logprobs = [Logprobs.of(token, in: logits, top: Int(request.topLogprobs))]
-            }
-            let (text, stopped) = stops.feed(try await detokenizer.append(token))
-            chunk.text = text
-            if stopped {
-                finish = .stop
-            } else if generated.count >= maxTokens {
-                finish = .length
-            } else if cache.count + 1 >= cache.maxContext {
-                finish = cache.maxContext >= limits.maxContext ? .context : .length
-            }
-            try await stream.send(chunk)
-            if finish != .notFinished { break }
-            logits = try await batcher.step(cache: cache, token: token)
+        } catch {
+            _ = try? await inFlight?.value
+            throw error
         }
         var last = V1.GenerateResponse()
         // Text held back for a possible stop string is sent unless a stop string was found.
