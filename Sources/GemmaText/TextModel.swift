@@ -297,10 +297,14 @@ public final class TextModel: @unchecked Sendable {
         rmsNorm(queries, layer.queryNorm)
         rmsNorm(keys, layer.keyNorm)
         let frequencies = isGlobal ? globalInverseFrequencies : localInverseFrequencies
-        for t in 0..<count {
-            let position = firstPosition + t
-            for h in 0..<c.headCount { applyRoPE(queries.baseAddress! + t * qDim + h * headDim, position: position, frequencies) }
-            for h in 0..<c.kvHeadCount { applyRoPE(keys.baseAddress! + t * kvDim + h * headDim, position: position, frequencies) }
+        let (rotatedQueries, rotatedKeys) = (queries.baseAddress!, keys.baseAddress!)
+        kernels.parallelFor(count) { t in
+            // One position's rotation serves every query and key head.
+            withUnsafeTemporaryAllocation(of: Float.self, capacity: headDim) { rotation in
+                Self.rotation(position: firstPosition + t, frequencies, into: rotation.baseAddress!)
+                for h in 0..<c.headCount { Self.applyRoPE(rotatedQueries + t * qDim + h * headDim, rotation: rotation.baseAddress!, half: headDim / 2) }
+                for h in 0..<c.kvHeadCount { Self.applyRoPE(rotatedKeys + t * kvDim + h * headDim, rotation: rotation.baseAddress!, half: headDim / 2) }
+            }
         }
         let scale = c.queryScale
         for i in queries.indices { queries[i] *= scale }
@@ -455,20 +459,34 @@ public final class TextModel: @unchecked Sendable {
         }
     }
 
-    /// RMSNorm of every row (row length = weight length); weights already hold `1 + w`.
+    /// RMSNorm of every row (row length = weight length); weights already hold `1 + w`. Many
+    /// rows (prefill) are split across the pool.
     private func rmsNorm(_ x: UnsafeMutableBufferPointer<Float>, _ weight: [Float]) {
-        weight.withUnsafeBufferPointer { Dense.rmsNorm(x, weight: $0, eps: config.rmsNormEps, addOne: false) }
+        let width = weight.count, rows = x.count / weight.count
+        let perTask = rows < 32 ? rows : (rows + 4 * kernels.threads - 1) / (4 * kernels.threads)
+        kernels.parallelFor((rows + perTask - 1) / perTask) { task in
+            let chunk = UnsafeMutableBufferPointer(rebasing: x[(task * perTask * width)..<(min(rows, (task + 1) * perTask) * width)])
+            weight.withUnsafeBufferPointer { Dense.rmsNorm(chunk, weight: $0, eps: config.rmsNormEps, addOne: false) }
+        }
+    }
+
+    /// cos and sin of RoPE's angles at `position` (`half` of each), angles as transformers
+    /// computes them (inv_freq · position in f32).
+    private static func rotation(position: Int, _ inverseFrequencies: [Float], into rotation: UnsafeMutablePointer<Float>) {
+        let half = inverseFrequencies.count
+        let p = Float(position)
+        for i in 0..<half {
+            let angle = inverseFrequencies[i] * p
+            rotation[i] = cosf(angle)
+            rotation[half + i] = sinf(angle)
+        }
     }
 
     /// RoPE on one head vector, pairing element i with i + headDim/2 (the "rotate half" /
     /// NeoX layout used by transformers and llama.cpp for Gemma).
-    private func applyRoPE(_ v: UnsafeMutablePointer<Float>, position: Int, _ inverseFrequencies: [Float]) {
-        let half = inverseFrequencies.count
-        let p = Float(position)
+    private static func applyRoPE(_ v: UnsafeMutablePointer<Float>, rotation: UnsafePointer<Float>, half: Int) {
         for i in 0..<half {
-            // f32 angle as transformers computes it (inv_freq · position in f32).
-            let angle = inverseFrequencies[i] * p
-            let cosine = cosf(angle), sine = sinf(angle)
+            let cosine = rotation[i], sine = rotation[half + i]
             let a = v[i], b = v[i + half]
             v[i] = a * cosine - b * sine
             v[i + half] = b * cosine + a * sine
