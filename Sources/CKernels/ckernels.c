@@ -576,13 +576,30 @@ static inline __attribute__((always_inline)) CK_AVX512_TARGET void ck_tile_avx51
             }
         }
     }
+    // Minimum terms: per (row, vector) pair Σ_b fmaf(min_b, s_b, ·) in block order, as the
+    // per-row kernels add them; the 16 pairs run as the lanes of one register (lane 4r + v)
+    // instead of 16 serial chains.
+    float minimum[16] = {0};
+    int any_min = 0;
+    for (int r = 0; r < rows; r++) any_min |= w[r].has_min;
+    if (any_min) {
+        const __m512i row_of_lane = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
+        const __m512i vector_of_lane = _mm512_set_epi32(3, 2, 1, 0, 3, 2, 1, 0, 3, 2, 1, 0, 3, 2, 1, 0);
+        const float *mins[4], *sums[4];
+        for (int r = 0; r < 4; r++) mins[r] = r < rows && w[r].has_min ? w[r].mins : w[0].mins;
+        for (int v = 0; v < 4; v++) sums[v] = x->block_s + (v0 + (v < vectors ? v : 0)) * nb;
+        __m512 m = _mm512_setzero_ps();
+        for (int64_t b = 0; b < nb; b++) {
+            __m128 per_row = _mm_set_ps(mins[3][b], mins[2][b], mins[1][b], mins[0][b]);
+            __m128 per_vector = _mm_set_ps(sums[3][b], sums[2][b], sums[1][b], sums[0][b]);
+            m = _mm512_fmadd_ps(_mm512_permutexvar_ps(row_of_lane, _mm512_castps128_ps512(per_row)),
+                                _mm512_permutexvar_ps(vector_of_lane, _mm512_castps128_ps512(per_vector)), m);
+        }
+        _mm512_storeu_ps(minimum, m);
+    }
     for (int r = 0; r < rows; r++) {
         for (int v = 0; v < vectors; v++) {
-            float minimums = 0;
-            if (w[r].has_min) {
-                const float *s = x->block_s + (v0 + v) * nb;
-                for (int64_t b = 0; b < nb; b++) minimums = fmaf(w[r].mins[b], s[b], minimums);
-            }
+            float minimums = w[r].has_min ? minimum[4 * r + v] : 0;
             __m128 half = _mm_add_ps(_mm256_castps256_ps128(acc[r][v]), _mm256_extractf128_ps(acc[r][v], 1));
             half = _mm_add_ps(half, _mm_movehl_ps(half, half));
             half = _mm_add_ss(half, _mm_movehdup_ps(half));
