@@ -703,6 +703,17 @@ static CK_TARGET void CK_NAME(dot4_q5_0_direct)(const uint8_t *p, int64_t stride
 // and dotted with every vector, each (row, vector) pair through exactly the single-row
 // kernel's operations (bit-identical to decoding each session alone).
 
+/// Constant vector counts let the compiler keep every accumulator in a register.
+#define CK_DOTN_DISPATCH(format)                                                                                            \
+    static CK_TARGET void CK_NAME(dotn_##format##_direct)(const uint8_t *p, const ck_q8_block *xb, int64_t nb, int64_t count, \
+                                                          float *y, int64_t y_stride) {                                     \
+        switch (count) {                                                                                                    \
+        case 2: CK_NAME(dotn_##format##_body)(p, xb, nb, 2, y, y_stride); break;                                            \
+        case 3: CK_NAME(dotn_##format##_body)(p, xb, nb, 3, y, y_stride); break;                                            \
+        case 4: CK_NAME(dotn_##format##_body)(p, xb, nb, 4, y, y_stride); break;                                            \
+        default: CK_NAME(dotn_##format##_body)(p, xb, nb, count, y, y_stride); break;                                       \
+        }                                                                                                                   \
+    }
 static inline __attribute__((always_inline)) CK_TARGET void CK_NAME(dotn_q8_0_body)(const uint8_t *p, const ck_q8_block *xb, int64_t nb, const int64_t count, float *y, int64_t y_stride) {
     __m256 acc[CK_DIRECT_MULTI_MAX];
     for (int64_t v = 0; v < count; v++) acc[v] = _mm256_setzero_ps();
@@ -718,15 +729,6 @@ static inline __attribute__((always_inline)) CK_TARGET void CK_NAME(dotn_q8_0_bo
     for (int64_t v = 0; v < count; v++) y[v * y_stride] = CK_NAME(reduce8)(acc[v]) + 0.0f;
 }
 
-/// Constant vector counts let the compiler keep every accumulator in a register.
-static CK_TARGET void CK_NAME(dotn_q8_0_direct)(const uint8_t *p, const ck_q8_block *xb, int64_t nb, int64_t count, float *y, int64_t y_stride) {
-    switch (count) {
-    case 2: CK_NAME(dotn_q8_0_body)(p, xb, nb, 2, y, y_stride); break;
-    case 3: CK_NAME(dotn_q8_0_body)(p, xb, nb, 3, y, y_stride); break;
-    case 4: CK_NAME(dotn_q8_0_body)(p, xb, nb, 4, y, y_stride); break;
-    default: CK_NAME(dotn_q8_0_body)(p, xb, nb, count, y, y_stride); break;
-    }
-}
 
 static inline __attribute__((always_inline)) CK_TARGET void CK_NAME(dotn_q5_0_body)(const uint8_t *p, const ck_q8_block *xb, int64_t nb, const int64_t count, float *y, int64_t y_stride) {
     __m256 acc[CK_DIRECT_MULTI_MAX];
@@ -741,16 +743,64 @@ static inline __attribute__((always_inline)) CK_TARGET void CK_NAME(dotn_q5_0_bo
     for (int64_t v = 0; v < count; v++) y[v * y_stride] = CK_NAME(reduce8)(acc[v]) + 0.0f;
 }
 
-/// Constant vector counts let the compiler keep every accumulator in a register.
-static CK_TARGET void CK_NAME(dotn_q5_0_direct)(const uint8_t *p, const ck_q8_block *xb, int64_t nb, int64_t count, float *y, int64_t y_stride) {
-    switch (count) {
-    case 2: CK_NAME(dotn_q5_0_body)(p, xb, nb, 2, y, y_stride); break;
-    case 3: CK_NAME(dotn_q5_0_body)(p, xb, nb, 3, y, y_stride); break;
-    case 4: CK_NAME(dotn_q5_0_body)(p, xb, nb, 4, y, y_stride); break;
-    default: CK_NAME(dotn_q5_0_body)(p, xb, nb, count, y, y_stride); break;
+static inline __attribute__((always_inline)) CK_TARGET void CK_NAME(dotn_q4_k_body)(const uint8_t *p, const ck_q8_block *xb, int64_t nb, const int64_t count, float *y, int64_t y_stride) {
+    __m256 acc[CK_DIRECT_MULTI_MAX];
+    float minimums[CK_DIRECT_MULTI_MAX];
+    for (int64_t v = 0; v < count; v++) { acc[v] = _mm256_setzero_ps(); minimums[v] = 0; }
+    const __m256i low = _mm256_set1_epi8(0x0F);
+    for (int64_t s = 0; s < nb / 8; s++, p += 144) {
+        float d = ck_half(p), dmin = ck_half(p + 2);
+        for (int j = 0; j < 8; j++) {
+            __m256i packed = _mm256_loadu_si256((const __m256i *)(p + 16 + 32 * (j / 2)));
+            __m256i vq = (j & 1) ? _mm256_and_si256(_mm256_srli_epi16(packed, 4), low) : _mm256_and_si256(packed, low);
+            uint8_t sc, m;
+            ck_kquant_scale_min(j, p + 4, &sc, &m);
+            float scale_value = d * (float)sc, min_value = -dmin * (float)m;
+            __m256 row_scale = _mm256_set_m128(_mm_set1_ps(scale_value), _mm_set1_ps(scale_value));
+            for (int64_t v = 0; v < count; v++) {
+                const ck_q8_block *x = xb + v * nb + 8 * s + j;
+                __m256i sums = CK_NAME(lane_sums)(vq, _mm256_loadu_si256((const __m256i *)x->qs));
+                acc[v] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), _mm256_mul_ps(row_scale, _mm256_set1_ps(x->d)), acc[v]);
+                minimums[v] = fmaf(min_value, x->s, minimums[v]);
+            }
+        }
     }
+    for (int64_t v = 0; v < count; v++) y[v * y_stride] = CK_NAME(reduce8)(acc[v]) + minimums[v];
 }
+
+static inline __attribute__((always_inline)) CK_TARGET void CK_NAME(dotn_q6_k_body)(const uint8_t *p, const ck_q8_block *xb, int64_t nb, const int64_t count, float *y, int64_t y_stride) {
+    __m256 acc[CK_DIRECT_MULTI_MAX];
+    for (int64_t v = 0; v < count; v++) acc[v] = _mm256_setzero_ps();
+    const __m256i low = _mm256_set1_epi8(0x0F), three = _mm256_set1_epi8(3);
+    for (int64_t s = 0; s < nb / 8; s++, p += 210) {
+        float d = ck_half(p + 208);
+        const int8_t *scales = (const int8_t *)(p + 192);
+        for (int jb = 0; jb < 8; jb++) {
+            int h = jb / 4, quarter = jb % 4;
+            __m256i ql = _mm256_loadu_si256((const __m256i *)(p + 64 * h + 32 * (quarter & 1)));
+            __m256i qh = _mm256_loadu_si256((const __m256i *)(p + 128 + 32 * h));
+            __m256i nibble = (quarter >> 1) ? _mm256_and_si256(_mm256_srli_epi16(ql, 4), low) : _mm256_and_si256(ql, low);
+            __m256i top = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * quarter), three), 4);
+            __m256i vq = _mm256_sub_epi8(_mm256_or_si256(nibble, top), _mm256_set1_epi8(32));
+            float lo = d * (float)scales[2 * jb], hi = d * (float)scales[2 * jb + 1];
+            __m256 row_scale = _mm256_set_m128(_mm_set1_ps(hi), _mm_set1_ps(lo));
+            for (int64_t v = 0; v < count; v++) {
+                const ck_q8_block *x = xb + v * nb + 8 * s + jb;
+                __m256i sums = CK_NAME(lane_sums)(vq, _mm256_loadu_si256((const __m256i *)x->qs));
+                acc[v] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), _mm256_mul_ps(row_scale, _mm256_set1_ps(x->d)), acc[v]);
+            }
+        }
+    }
+    for (int64_t v = 0; v < count; v++) y[v * y_stride] = CK_NAME(reduce8)(acc[v]) + 0.0f;
+}
+
+CK_DOTN_DISPATCH(q8_0)
+CK_DOTN_DISPATCH(q5_0)
+CK_DOTN_DISPATCH(q4_k)
+CK_DOTN_DISPATCH(q6_k)
+#undef CK_DOTN_DISPATCH
 #endif
+
 
 /// A decode kernel reading `type` in place, or NULL when the format goes through unpacking.
 /// A kernel for one row of `type` and up to `CK_DIRECT_MULTI_MAX` vectors, or NULL.
@@ -759,6 +809,8 @@ static CK_TARGET void (*CK_NAME(directn_kernel)(int type))(const uint8_t *, cons
 #if CK_VARIANT_AVX2 || CK_VARIANT_AVX512
     case CK_Q8_0: return CK_NAME(dotn_q8_0_direct);
     case CK_Q5_0: return CK_NAME(dotn_q5_0_direct);
+    case CK_Q4_K: return CK_NAME(dotn_q4_k_direct);
+    case CK_Q6_K: return CK_NAME(dotn_q6_k_direct);
 #endif
     default: (void)type; return NULL;
     }
