@@ -123,11 +123,13 @@ struct Bench: AsyncParsableCommand {
     }
 
     /// Aggregate decode tokens/s of `concurrency` streams through the decoder service, and
-    /// the mean time to the first token.
+    /// the mean time to the first token. The rate counts the tokens that arrive while every
+    /// stream is decoding (from the last stream's first token to the first stream's last), so
+    /// the serialized prefills at the start and the staggered ends do not dilute it.
     private func serviceDecodeRate(vocabulary: Int) async throws -> (Double, Double) {
         let client = try services.client(.decoder)
         let start = ContinuousClock.now
-        let perStream = try await withThrowingTaskGroup(of: (Int, Double).self) { group in
+        let perStream = try await withThrowingTaskGroup(of: (arrivals: [Double], first: Double).self) { group in
             for stream in 0..<concurrency {
                 group.addTask {
                     var request = V1.GenerateRequest()
@@ -136,26 +138,28 @@ struct Bench: AsyncParsableCommand {
                     request.input = .tokens(input)
                     request.maxTokens = UInt32(genTokens)
                     request.ignoreEos = true
-                    var tokens = 0
-                    var first: Double = 0
+                    var arrivals: [Double] = []  // seconds since `start`, one per token
                     let callStart = ContinuousClock.now
                     for try await chunk in client.serverStreaming(ServiceKind.decoder.method("Generate"), request,
                                                                   as: V1.GenerateResponse.self, timeout: .seconds(3600)) {
-                        if tokens == 0 && !chunk.tokenIDs.isEmpty { first = (ContinuousClock.now - callStart).seconds }
-                        tokens += chunk.tokenIDs.count
+                        let now = (ContinuousClock.now - start).seconds
+                        arrivals += chunk.tokenIDs.map { _ in now }
                     }
-                    return (tokens, first)
+                    let first = (arrivals.first ?? 0) - (callStart - start).seconds
+                    return (arrivals, first)
                 }
             }
-            var results: [(Int, Double)] = []
+            var results: [(arrivals: [Double], first: Double)] = []
             for try await result in group { results.append(result) }
             return results
         }
-        let elapsed = (ContinuousClock.now - start).seconds
-        let ttft = perStream.map(\.1).reduce(0, +) / Double(perStream.count)
-        // Decode rate excludes the prefill before the first token of each stream.
-        let tokens = perStream.map(\.0).reduce(0, +)
-        return (Double(tokens) / max(elapsed - ttft, 1e-9), ttft)
+        let ttft = perStream.map(\.first).reduce(0, +) / Double(perStream.count)
+        guard perStream.allSatisfy({ $0.arrivals.count >= 2 }) else { return (0, ttft) }
+        let windowStart = perStream.map { $0.arrivals.first! }.max()!
+        let windowEnd = perStream.map { $0.arrivals.last! }.min()!
+        // Tokens after the window opens (the opening token itself was produced before it).
+        let tokens = perStream.map { $0.arrivals.filter { $0 > windowStart && $0 <= windowEnd }.count }.reduce(0, +)
+        return (Double(tokens) / max(windowEnd - windowStart, 1e-9), ttft)
     }
 
     private func benchTokenizer(_ figures: inout [String: Any]) async throws {
