@@ -587,30 +587,34 @@ static CK_TARGET void CK_NAME(dot4_q4_0_direct)(const uint8_t *p, int64_t stride
     y[3] = CK_NAME(reduce8)(a3) + 0.0f;
 }
 
-static CK_TARGET float CK_NAME(dot_q4_k_direct)(const uint8_t *p, const ck_q8_block *xb, int64_t nb) {
-    __m256 acc = _mm256_setzero_ps();
-    float minimums = 0;
+static inline __attribute__((always_inline)) CK_TARGET void CK_NAME(dotn_q4_k_body)(const uint8_t *p, const ck_q8_block *xb, int64_t nb, const int64_t count, float *y, int64_t y_stride) {
+    __m256 acc[CK_DIRECT_MULTI_MAX];
+    float minimums[CK_DIRECT_MULTI_MAX];
+    for (int64_t v = 0; v < count; v++) { acc[v] = _mm256_setzero_ps(); minimums[v] = 0; }
     const __m256i low = _mm256_set1_epi8(0x0F);
     for (int64_t s = 0; s < nb / 8; s++, p += 144) {
         float d = ck_half(p), dmin = ck_half(p + 2);
         for (int j = 0; j < 8; j++) {
             __m256i packed = _mm256_loadu_si256((const __m256i *)(p + 16 + 32 * (j / 2)));
             __m256i vq = (j & 1) ? _mm256_and_si256(_mm256_srli_epi16(packed, 4), low) : _mm256_and_si256(packed, low);
-            const ck_q8_block *x = xb + 8 * s + j;
-            __m256i sums = CK_NAME(lane_sums)(vq, _mm256_loadu_si256((const __m256i *)x->qs));
             uint8_t sc, m;
             ck_kquant_scale_min(j, p + 4, &sc, &m);
-            float scale_value = d * (float)sc;
-            __m256 scale = _mm256_mul_ps(_mm256_set_m128(_mm_set1_ps(scale_value), _mm_set1_ps(scale_value)), _mm256_set1_ps(x->d));
-            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), scale, acc);
-            minimums = fmaf(-dmin * (float)m, x->s, minimums);
+            float scale_value = d * (float)sc, min_value = -dmin * (float)m;
+            __m256 row_scale = _mm256_set_m128(_mm_set1_ps(scale_value), _mm_set1_ps(scale_value));
+            for (int64_t v = 0; v < count; v++) {
+                const ck_q8_block *x = xb + v * nb + 8 * s + j;
+                __m256i sums = CK_NAME(lane_sums)(vq, _mm256_loadu_si256((const __m256i *)x->qs));
+                acc[v] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), _mm256_mul_ps(row_scale, _mm256_set1_ps(x->d)), acc[v]);
+                minimums[v] = fmaf(min_value, x->s, minimums[v]);
+            }
         }
     }
-    return CK_NAME(reduce8)(acc) + minimums;
+    for (int64_t v = 0; v < count; v++) y[v * y_stride] = CK_NAME(reduce8)(acc[v]) + minimums[v];
 }
 
-static CK_TARGET float CK_NAME(dot_q6_k_direct)(const uint8_t *p, const ck_q8_block *xb, int64_t nb) {
-    __m256 acc = _mm256_setzero_ps();
+static inline __attribute__((always_inline)) CK_TARGET void CK_NAME(dotn_q6_k_body)(const uint8_t *p, const ck_q8_block *xb, int64_t nb, const int64_t count, float *y, int64_t y_stride) {
+    __m256 acc[CK_DIRECT_MULTI_MAX];
+    for (int64_t v = 0; v < count; v++) acc[v] = _mm256_setzero_ps();
     const __m256i low = _mm256_set1_epi8(0x0F), three = _mm256_set1_epi8(3);
     for (int64_t s = 0; s < nb / 8; s++, p += 210) {
         float d = ck_half(p + 208);
@@ -620,23 +624,31 @@ static CK_TARGET float CK_NAME(dot_q6_k_direct)(const uint8_t *p, const ck_q8_bl
             __m256i ql = _mm256_loadu_si256((const __m256i *)(p + 64 * h + 32 * (quarter & 1)));
             __m256i qh = _mm256_loadu_si256((const __m256i *)(p + 128 + 32 * h));
             __m256i nibble = (quarter >> 1) ? _mm256_and_si256(_mm256_srli_epi16(ql, 4), low) : _mm256_and_si256(ql, low);
-            __m256i top;
-            switch (quarter) {
-            case 0: top = qh; break;
-            case 1: top = _mm256_srli_epi16(qh, 2); break;
-            case 2: top = _mm256_srli_epi16(qh, 4); break;
-            default: top = _mm256_srli_epi16(qh, 6); break;
-            }
-            top = _mm256_slli_epi16(_mm256_and_si256(top, three), 4);
+            __m256i top = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * quarter), three), 4);
             __m256i vq = _mm256_sub_epi8(_mm256_or_si256(nibble, top), _mm256_set1_epi8(32));
-            const ck_q8_block *x = xb + 8 * s + jb;
-            __m256i sums = CK_NAME(lane_sums)(vq, _mm256_loadu_si256((const __m256i *)x->qs));
             float lo = d * (float)scales[2 * jb], hi = d * (float)scales[2 * jb + 1];
-            __m256 scale = _mm256_mul_ps(_mm256_set_m128(_mm_set1_ps(hi), _mm_set1_ps(lo)), _mm256_set1_ps(x->d));
-            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), scale, acc);
+            __m256 row_scale = _mm256_set_m128(_mm_set1_ps(hi), _mm_set1_ps(lo));
+            for (int64_t v = 0; v < count; v++) {
+                const ck_q8_block *x = xb + v * nb + 8 * s + jb;
+                __m256i sums = CK_NAME(lane_sums)(vq, _mm256_loadu_si256((const __m256i *)x->qs));
+                acc[v] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), _mm256_mul_ps(row_scale, _mm256_set1_ps(x->d)), acc[v]);
+            }
         }
     }
-    return CK_NAME(reduce8)(acc) + 0.0f;
+    for (int64_t v = 0; v < count; v++) y[v * y_stride] = CK_NAME(reduce8)(acc[v]) + 0.0f;
+}
+
+/// One row: the multi-vector kernels below with a single vector (the same operations).
+static CK_TARGET float CK_NAME(dot_q4_k_direct)(const uint8_t *p, const ck_q8_block *xb, int64_t nb) {
+    float y;
+    CK_NAME(dotn_q4_k_body)(p, xb, nb, 1, &y, 1);
+    return y;
+}
+
+static CK_TARGET float CK_NAME(dot_q6_k_direct)(const uint8_t *p, const ck_q8_block *xb, int64_t nb) {
+    float y;
+    CK_NAME(dotn_q6_k_body)(p, xb, nb, 1, &y, 1);
+    return y;
 }
 
 // MARK: four rows at a time
@@ -738,57 +750,6 @@ static inline __attribute__((always_inline)) CK_TARGET void CK_NAME(dotn_q5_0_bo
             const ck_q8_block *x = xb + v * nb + b;
             __m256i vx = _mm256_loadu_si256((const __m256i *)x->qs);
             acc[v] = CK_NAME(q5_0_block_step)(p, vx, CK_NAME(offset_correction)(vx, 16), _mm256_set1_ps(x->d), acc[v]);
-        }
-    }
-    for (int64_t v = 0; v < count; v++) y[v * y_stride] = CK_NAME(reduce8)(acc[v]) + 0.0f;
-}
-
-static inline __attribute__((always_inline)) CK_TARGET void CK_NAME(dotn_q4_k_body)(const uint8_t *p, const ck_q8_block *xb, int64_t nb, const int64_t count, float *y, int64_t y_stride) {
-    __m256 acc[CK_DIRECT_MULTI_MAX];
-    float minimums[CK_DIRECT_MULTI_MAX];
-    for (int64_t v = 0; v < count; v++) { acc[v] = _mm256_setzero_ps(); minimums[v] = 0; }
-    const __m256i low = _mm256_set1_epi8(0x0F);
-    for (int64_t s = 0; s < nb / 8; s++, p += 144) {
-        float d = ck_half(p), dmin = ck_half(p + 2);
-        for (int j = 0; j < 8; j++) {
-            __m256i packed = _mm256_loadu_si256((const __m256i *)(p + 16 + 32 * (j / 2)));
-            __m256i vq = (j & 1) ? _mm256_and_si256(_mm256_srli_epi16(packed, 4), low) : _mm256_and_si256(packed, low);
-            uint8_t sc, m;
-            ck_kquant_scale_min(j, p + 4, &sc, &m);
-            float scale_value = d * (float)sc, min_value = -dmin * (float)m;
-            __m256 row_scale = _mm256_set_m128(_mm_set1_ps(scale_value), _mm_set1_ps(scale_value));
-            for (int64_t v = 0; v < count; v++) {
-                const ck_q8_block *x = xb + v * nb + 8 * s + j;
-                __m256i sums = CK_NAME(lane_sums)(vq, _mm256_loadu_si256((const __m256i *)x->qs));
-                acc[v] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), _mm256_mul_ps(row_scale, _mm256_set1_ps(x->d)), acc[v]);
-                minimums[v] = fmaf(min_value, x->s, minimums[v]);
-            }
-        }
-    }
-    for (int64_t v = 0; v < count; v++) y[v * y_stride] = CK_NAME(reduce8)(acc[v]) + minimums[v];
-}
-
-static inline __attribute__((always_inline)) CK_TARGET void CK_NAME(dotn_q6_k_body)(const uint8_t *p, const ck_q8_block *xb, int64_t nb, const int64_t count, float *y, int64_t y_stride) {
-    __m256 acc[CK_DIRECT_MULTI_MAX];
-    for (int64_t v = 0; v < count; v++) acc[v] = _mm256_setzero_ps();
-    const __m256i low = _mm256_set1_epi8(0x0F), three = _mm256_set1_epi8(3);
-    for (int64_t s = 0; s < nb / 8; s++, p += 210) {
-        float d = ck_half(p + 208);
-        const int8_t *scales = (const int8_t *)(p + 192);
-        for (int jb = 0; jb < 8; jb++) {
-            int h = jb / 4, quarter = jb % 4;
-            __m256i ql = _mm256_loadu_si256((const __m256i *)(p + 64 * h + 32 * (quarter & 1)));
-            __m256i qh = _mm256_loadu_si256((const __m256i *)(p + 128 + 32 * h));
-            __m256i nibble = (quarter >> 1) ? _mm256_and_si256(_mm256_srli_epi16(ql, 4), low) : _mm256_and_si256(ql, low);
-            __m256i top = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * quarter), three), 4);
-            __m256i vq = _mm256_sub_epi8(_mm256_or_si256(nibble, top), _mm256_set1_epi8(32));
-            float lo = d * (float)scales[2 * jb], hi = d * (float)scales[2 * jb + 1];
-            __m256 row_scale = _mm256_set_m128(_mm_set1_ps(hi), _mm_set1_ps(lo));
-            for (int64_t v = 0; v < count; v++) {
-                const ck_q8_block *x = xb + v * nb + 8 * s + jb;
-                __m256i sums = CK_NAME(lane_sums)(vq, _mm256_loadu_si256((const __m256i *)x->qs));
-                acc[v] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), _mm256_mul_ps(row_scale, _mm256_set1_ps(x->d)), acc[v]);
-            }
         }
     }
     for (int64_t v = 0; v < count; v++) y[v * y_stride] = CK_NAME(reduce8)(acc[v]) + 0.0f;
