@@ -255,6 +255,42 @@ static CK_TARGET void CK_NAME(axpy_f32)(float a, const float *restrict x, float 
     for (int64_t i = 0; i < n; i++) y[i] = fmaf(a, x[i], y[i]);
 }
 
+/// Sixteen f16 values converted (exactly) to f32.
+static inline __attribute__((always_inline)) CK_TARGET void CK_NAME(widen16)(const uint16_t *h, float *out) {
+#if CK_VARIANT_AVX2 || CK_VARIANT_AVX512
+    _mm256_storeu_ps(out, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)h)));
+    _mm256_storeu_ps(out + 8, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(h + 8))));
+#else
+    for (int j = 0; j < 16; j++) out[j] = ck_fp16_table[h[j]];
+#endif
+}
+
+/// `dot_f32(a, b)` with `b` stored as f16 (an f16 KV cache read in place): the same sums in
+/// the same order, since widening is exact.
+static CK_TARGET float CK_NAME(dot_f32_f16)(const float *a, const uint16_t *b, int64_t n) {
+    float acc[16] = {0}, wide[16];
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        CK_NAME(widen16)(b + i, wide);
+        for (int j = 0; j < 16; j++) acc[j] = fmaf(a[i + j], wide[j], acc[j]);
+    }
+    float sum = 0;
+    for (int j = 0; j < 16; j++) sum += acc[j];
+    for (; i < n; i++) sum = fmaf(a[i], ck_fp16_table[b[i]], sum);
+    return sum;
+}
+
+/// `axpy_f32(a, x, y)` with `x` stored as f16.
+static CK_TARGET void CK_NAME(axpy_f16)(float a, const uint16_t *restrict x, float *restrict y, int64_t n) {
+    float wide[16];
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        CK_NAME(widen16)(x + i, wide);
+        for (int j = 0; j < 16; j++) y[i + j] = fmaf(a, wide[j], y[i + j]);
+    }
+    for (; i < n; i++) y[i] = fmaf(a, ck_fp16_table[x[i]], y[i]);
+}
+
 static CK_TARGET float CK_NAME(dot_f16)(const uint8_t *row, const float *x, int64_t n) {
     float acc[16] = {0};
     float tmp[16];

@@ -219,6 +219,18 @@ public enum VectorOps {
         ck_axpy_f32(alpha, x, y, Int64(count))
     }
 
+    /// `dot` with `b` stored as f16 bits (exactly `dot` of the widened values).
+    @inline(__always)
+    public static func dot(_ a: UnsafePointer<Float>, half b: UnsafePointer<UInt16>, count: Int) -> Float {
+        ck_dot_f32_f16(a, b, Int64(count))
+    }
+
+    /// `axpy` with `x` stored as f16 bits (exactly `axpy` of the widened values).
+    @inline(__always)
+    public static func axpy(_ alpha: Float, half x: UnsafePointer<UInt16>, _ y: UnsafeMutablePointer<Float>, count: Int) {
+        ck_axpy_f16(alpha, x, y, Int64(count))
+    }
+
     /// `scores[t·scoreStride + j] = q_t · k_j` for `queries` rows of `q` and `keys` rows of `k`
     /// (rows of `count` floats, `queryStride`/`keyStride` apart): bit for bit what `dot` gives
     /// per pair, computed in register blocks.

@@ -95,6 +95,12 @@ public final class KVCache: @unchecked Sendable {
         }
     }
 
+    /// The f16 K (or V) row of slot `slot` in place, when the cache stores f16.
+    func halfRow(layer: Int, slot: Int, value: Bool) -> UnsafePointer<UInt16>? {
+        guard elementBytes == 2 else { return nil }
+        return UnsafePointer(((value ? values : keys)[layer] + slot * config.kvDim * 2).assumingMemoryBound(to: UInt16.self))
+    }
+
     /// The f32 K (or V) row of slot `slot` in place, when the cache stores f32.
     func f32Row(layer: Int, slot: Int, value: Bool) -> UnsafePointer<Float>? {
         guard elementBytes == 4 else { return nil }

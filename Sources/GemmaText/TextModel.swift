@@ -320,18 +320,18 @@ public final class TextModel: @unchecked Sendable {
         let window = c.slidingWindow
         let keyStart = isGlobal ? 0 : max(0, firstPosition - window + 1)
         let keyCount = firstPosition + count - keyStart
-        // Attention reads keys from one contiguous f32 run in position order: the older keys it
+        // A batch reads keys from one contiguous f32 run in position order: the older keys it
         // may see (a ring's slots are not in position order, and an f16 cache needs
         // converting), then the batch's own. Taken before the batch overwrites ring slots. A
-        // global layer with an f32 cache is such a run already (slot = position); a single
-        // position on a local layer with an f32 cache (decode) reads the ring in place instead.
+        // global layer with an f32 cache is such a run already (slot = position). A single
+        // position (decode) reads the cache in place, f16 or f32, key by key.
         var keyRun: UnsafePointer<Float>?, valueRun: UnsafePointer<Float>?
         var ownedRuns: [UnsafeMutablePointer<Float>] = []
         defer { ownedRuns.forEach { $0.deallocate() } }
         if isGlobal && cache.elementBytes == 4 {
             keyRun = cache.f32Row(layer: index, slot: 0, value: false)
             valueRun = cache.f32Row(layer: index, slot: 0, value: true)
-        } else if count > 1 || cache.elementBytes == 2 {
+        } else if count > 1 {
             // An f16 cache is converted once per layer here, not once per head in the loop below.
             let k = UnsafeMutablePointer<Float>.allocate(capacity: keyCount * kvDim)
             let v = UnsafeMutablePointer<Float>.allocate(capacity: keyCount * kvDim)
@@ -405,30 +405,37 @@ public final class TextModel: @unchecked Sendable {
                                        count: headDim, into: mixedBase + firstQuery * qDim + h * headDim, outStride: qDim)
                 return
             }
-            // Decode with an f32 cache: read each key's row in place (global layers: slot =
-            // position; local rings: the position's slot).
+            // Decode: each key's row read in place (global layers: slot = position; local rings:
+            // the position's slot); f16 rows are widened inside the products, exactly.
             let scores = UnsafeMutableBufferPointer<Float>.allocate(capacity: keyCount)
             defer { scores.deallocate() }
-            func row(_ j: Int, value: Bool) -> UnsafePointer<Float> {
-                let slot = cacheRef.slot(layer: index, position: keyStart + j)
-                return cacheRef.f32Row(layer: index, slot: slot, value: value)! + kvOffset
-            }
+            let slots = (0..<keyCount).map { cacheRef.slot(layer: index, position: keyStart + $0) }
             for t in queryRange {
                 let query = queryBase + t * qDim + h * headDim
                 for j in 0..<keyCount {
-                    scores[j] = allowed(query: t, key: j) ? VectorOps.dot(query, row(j, value: false), count: headDim) : -.infinity
+                    guard allowed(query: t, key: j) else { scores[j] = -.infinity; continue }
+                    if let key = cacheRef.halfRow(layer: index, slot: slots[j], value: false) {
+                        scores[j] = VectorOps.dot(query, half: key + kvOffset, count: headDim)
+                    } else {
+                        scores[j] = VectorOps.dot(query, cacheRef.f32Row(layer: index, slot: slots[j], value: false)! + kvOffset, count: headDim)
+                    }
                 }
                 Dense.softmax(scores)
                 if halfPrecision { HalfFloat.roundToHalf(scores) }
                 let out = mixedBase + t * qDim + h * headDim
                 out.initialize(repeating: 0, count: headDim)
                 for j in 0..<keyCount where scores[j] != 0 {
-                    VectorOps.axpy(scores[j], row(j, value: true), out, count: headDim)
+                    if let value = cacheRef.halfRow(layer: index, slot: slots[j], value: true) {
+                        VectorOps.axpy(scores[j], half: value + kvOffset, out, count: headDim)
+                    } else {
+                        VectorOps.axpy(scores[j], cacheRef.f32Row(layer: index, slot: slots[j], value: true)! + kvOffset, out, count: headDim)
+                    }
                 }
             }
         }
         let tasks = queryRuns * c.headCount
-        if count * keyCount * c.headCount >= 16_384 {
+        // Decode splits heads across the pool once the context makes it worth a wake-up.
+        if count * keyCount * c.headCount >= 2_048 {
             kernels.parallelFor(tasks, attendTask)
         } else {
             for task in 0..<tasks { attendTask(task) }

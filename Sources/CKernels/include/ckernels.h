@@ -79,6 +79,10 @@ void ck_round_to_half(float *x, int64_t n);
 float ck_dot_f32(const float *a, const float *b, int64_t n);
 /// y += a · x (x and y must not overlap)
 void ck_axpy_f32(float a, const float *x, float *y, int64_t n);
+/// `ck_dot_f32` and `ck_axpy_f32` with the second operand stored as f16 (an f16 KV cache read
+/// in place): bit-identical to widening it first.
+float ck_dot_f32_f16(const float *a, const uint16_t *b, int64_t n);
+void ck_axpy_f16(float a, const uint16_t *x, float *y, int64_t n);
 
 /// Attention products over contiguous rows, bit-identical to per-pair `ck_dot_f32` calls and
 /// per-key `ck_axpy_f32` runs (in key order, skipping zero weights), only faster:
