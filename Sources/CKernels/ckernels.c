@@ -531,12 +531,12 @@ static void ck_matvec_task(void *context, int64_t index) {
 #if CK_X86
 #define CK_AVX512_TARGET __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")))
 
-/// Activations repacked for the tiled kernel: values as unsigned bytes (x + 128), each block's
-/// scale repeated over the 8 lanes its sums occupy, and block sums.
+/// Activations repacked for the tiled kernel: values as unsigned bytes (x + 128), block scales
+/// (broadcast to the 8 lanes of a block's sums as they are read), and block sums.
 typedef struct {
     int64_t padded_blocks;
     uint8_t *ux;      // count × padded_blocks × 32
-    float *lane_d;    // count × padded_blocks × 8
+    float *d;         // count × padded_blocks
     float *block_s;   // count × padded_blocks
 } ck_x_tiles;
 
@@ -572,7 +572,7 @@ static inline __attribute__((always_inline)) CK_AVX512_TARGET void ck_tile_avx51
         }
         for (int v = 0; v < vectors; v++) {
             __m256i ux = _mm256_loadu_si256((const __m256i *)(x->ux + ((v0 + v) * nb + b) * 32));
-            __m256 d = _mm256_loadu_ps(x->lane_d + ((v0 + v) * nb + b) * 8);
+            __m256 d = _mm256_broadcast_ss(x->d + (v0 + v) * nb + b);
             for (int r = 0; r < rows; r++) {
                 // corr + Σ (x+128)·q = Σ x·q, exactly.
                 __m256i sums = _mm256_dpbusd_epi32(corr[r], ux, q[r]);
@@ -686,7 +686,7 @@ static CK_AVX512_TARGET void ck_repack_task(void *context, int64_t v) {
     for (int64_t b = 0; b < nb; b++) {
         uint8_t *ux = job->tiles->ux + (v * pb + b) * 32;
         for (int j = 0; j < 32; j++) ux[j] = (uint8_t)(blocks[b].qs[j] ^ 0x80);  // x + 128
-        for (int j = 0; j < 8; j++) job->tiles->lane_d[(v * pb + b) * 8 + j] = blocks[b].d;
+        job->tiles->d[v * pb + b] = blocks[b].d;
         job->tiles->block_s[v * pb + b] = blocks[b].s;
     }
     free(blocks);
@@ -696,10 +696,10 @@ static CK_AVX512_TARGET void ck_repack_task(void *context, int64_t v) {
 static CK_AVX512_TARGET int ck_matvec_tiled_avx512(ck_pool *pool, int type, const void *weights, int64_t rows, int64_t cols,
                                                    int64_t row_stride, const float *x, int64_t count, float *y) {
     int64_t pb = cols / 32;
-    ck_x_tiles tiles = {pb, malloc((size_t)(count * pb * 32)), malloc((size_t)(count * pb * 8) * sizeof(float)),
+    ck_x_tiles tiles = {pb, malloc((size_t)(count * pb * 32)), malloc((size_t)(count * pb) * sizeof(float)),
                         malloc((size_t)(count * pb) * sizeof(float))};
-    if (!tiles.ux || !tiles.lane_d || !tiles.block_s) {
-        free(tiles.ux); free(tiles.lane_d); free(tiles.block_s);
+    if (!tiles.ux || !tiles.d || !tiles.block_s) {
+        free(tiles.ux); free(tiles.d); free(tiles.block_s);
         return 0;
     }
     ck_repack_job repack = {x, cols, type, &tiles};
@@ -712,7 +712,7 @@ static CK_AVX512_TARGET int ck_matvec_tiled_avx512(ck_pool *pool, int type, cons
     per = per < 4 ? 4 : per / 4 * 4;
     ck_tiled_job job = {type, weights, rows, cols, row_stride, per, count, &tiles, y};
     ck_pool_run(pool, ck_tiled_task, &job, (rows + job.rows_per_task - 1) / job.rows_per_task);
-    free(tiles.ux); free(tiles.lane_d); free(tiles.block_s);
+    free(tiles.ux); free(tiles.d); free(tiles.block_s);
     return 1;
 }
 #endif
