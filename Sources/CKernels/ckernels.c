@@ -692,26 +692,45 @@ static CK_AVX512_TARGET void ck_repack_task(void *context, int64_t v) {
     free(blocks);
 }
 
-/// The AVX-512 path of `ck_matvec_multi` for quantized formats.
-static CK_AVX512_TARGET int ck_matvec_tiled_avx512(ck_pool *pool, int type, const void *weights, int64_t rows, int64_t cols,
-                                                   int64_t row_stride, const float *x, int64_t count, float *y) {
-    int64_t pb = cols / 32;
+typedef struct {
+    int count;
+    ck_tiled_job jobs[CK_MATVEC_GROUP_MAX];
+    int64_t first_task[CK_MATVEC_GROUP_MAX + 1];
+} ck_tiled_group;
+
+static CK_AVX512_TARGET void ck_tiled_group_task(void *context, int64_t index) {
+    ck_tiled_group *group = (ck_tiled_group *)context;
+    int m = 0;
+    while (index >= group->first_task[m + 1]) m++;
+    ck_tiled_task(&group->jobs[m], index - group->first_task[m]);
+}
+
+/// The AVX-512 path of `ck_matvec_multi` / `ck_matmul_group` for quantized formats: `count`
+/// matrices that read the same `x` with the same activation scheme (and column count) share one
+/// quantization and repacking of `x` and one pass of the pool.
+static CK_AVX512_TARGET int ck_matvec_tiled_avx512(ck_pool *pool, int n, const ck_matrix *m, const float *x,
+                                                   int64_t count, float *const *y) {
+    int64_t cols = m[0].cols, pb = cols / 32;
     ck_x_tiles tiles = {pb, malloc((size_t)(count * pb * 32)), malloc((size_t)(count * pb) * sizeof(float)),
                         malloc((size_t)(count * pb) * sizeof(float))};
     if (!tiles.ux || !tiles.d || !tiles.block_s) {
         free(tiles.ux); free(tiles.d); free(tiles.block_s);
         return 0;
     }
-    ck_repack_job repack = {x, cols, type, &tiles};
+    ck_repack_job repack = {x, cols, m[0].type, &tiles};
     ck_pool_run(pool, ck_repack_task, &repack, count);
-    // Rows per task: prepared rows (100 bytes per 32 columns) within ~256 KiB, a multiple of 4,
-    // and at least four tasks per thread when the matrix allows.
-    int64_t per = (256 * 1024) / (pb * 100);
-    int64_t balanced = (rows + 4 * ck_pool_threads(pool) - 1) / (4 * ck_pool_threads(pool));
-    if (balanced < per) per = balanced;
-    per = per < 4 ? 4 : per / 4 * 4;
-    ck_tiled_job job = {type, weights, rows, cols, row_stride, per, count, &tiles, y};
-    ck_pool_run(pool, ck_tiled_task, &job, (rows + job.rows_per_task - 1) / job.rows_per_task);
+    ck_tiled_group group = {n, {{0}}, {0}};
+    for (int i = 0; i < n; i++) {
+        // Rows per task: prepared rows (100 bytes per 32 columns) within ~256 KiB, a multiple
+        // of 4, and at least four tasks per thread when the matrix allows.
+        int64_t per = (256 * 1024) / (pb * 100);
+        int64_t balanced = (m[i].rows + 4 * ck_pool_threads(pool) - 1) / (4 * ck_pool_threads(pool));
+        if (balanced < per) per = balanced;
+        per = per < 4 ? 4 : per / 4 * 4;
+        group.jobs[i] = (ck_tiled_job){m[i].type, m[i].weights, m[i].rows, cols, m[i].row_stride, per, count, &tiles, y[i]};
+        group.first_task[i + 1] = group.first_task[i] + (m[i].rows + per - 1) / per;
+    }
+    ck_pool_run(pool, ck_tiled_group_task, &group, group.first_task[n]);
     free(tiles.ux); free(tiles.d); free(tiles.block_s);
     return 1;
 }
@@ -725,8 +744,10 @@ int ck_matvec_multi(ck_pool *pool, int type, const void *weights, int64_t rows, 
     // Small batches of formats with an in-place multi-vector kernel read each row once in place
     // (decode of several sessions); larger ones go through the tiled kernel.
     int small_direct = count <= CK_DIRECT_MULTI_MAX && variant->directn_kernel(type) != NULL;
-    if (count > 1 && !small_direct && ck_uses_q8_activations(type) && atomic_load_explicit(&ck_active, memory_order_relaxed) == CK_ISA_AVX512)
-        return ck_matvec_tiled_avx512(pool, type, weights, rows, cols, row_stride, x, count, y);
+    if (count > 1 && !small_direct && ck_uses_q8_activations(type) && atomic_load_explicit(&ck_active, memory_order_relaxed) == CK_ISA_AVX512) {
+        ck_matrix matrix = {type, weights, rows, cols, row_stride};
+        return ck_matvec_tiled_avx512(pool, 1, &matrix, x, count, &y);
+    }
 #endif
     ck_q8_block *xq = NULL;
     if (ck_uses_q8_activations(type)) {
@@ -745,6 +766,24 @@ int ck_matvec_multi(ck_pool *pool, int type, const void *weights, int64_t rows, 
 int ck_matvec(ck_pool *pool, int type, const void *weights, int64_t rows, int64_t cols,
               int64_t row_stride, const float *x, float *y) {
     return ck_matvec_multi(pool, type, weights, rows, cols, row_stride, x, 1, y);
+}
+
+int ck_matmul_group(ck_pool *pool, int count, const ck_matrix *matrices, const float *x, int64_t vectors, float *const *y) {
+    if (count < 1 || count > CK_MATVEC_GROUP_MAX) return 0;
+#if CK_X86
+    // One repacking of x and one pool pass when every matrix would take the tiled path alike.
+    int shared = vectors > CK_DIRECT_MULTI_MAX && atomic_load_explicit(&ck_active, memory_order_relaxed) == CK_ISA_AVX512;
+    for (int i = 0; i < count && shared; i++)
+        shared = ck_row_bytes(matrices[i].type, matrices[i].cols) != 0 && ck_uses_q8_activations(matrices[i].type) &&
+                 matrices[i].cols == matrices[0].cols &&
+                 ck_activation_mode(matrices[i].type) == ck_activation_mode(matrices[0].type);
+    if (shared) return ck_matvec_tiled_avx512(pool, count, matrices, x, vectors, y);
+#endif
+    for (int i = 0; i < count; i++)
+        if (!ck_matvec_multi(pool, matrices[i].type, matrices[i].weights, matrices[i].rows, matrices[i].cols,
+                             matrices[i].row_stride, x, vectors, y[i]))
+            return 0;
+    return 1;
 }
 
 typedef struct {

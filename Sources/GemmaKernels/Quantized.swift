@@ -138,18 +138,27 @@ public struct WeightMatrix: @unchecked Sendable {
         _ = ck_matvec(context?.pool, formatID, base, Int64(rows), Int64(columns), Int64(rowStride), x, y)
     }
 
-    /// `outputs[m] = matrices[m] · x` for matrices that read the same vector (up to four), in
-    /// one pass of the thread pool; identical to separate `matvec` calls.
-    public static func matvecGroup(_ matrices: [WeightMatrix], _ x: UnsafePointer<Float>,
-                                   into outputs: [UnsafeMutablePointer<Float>], context: KernelContext?) {
+    /// `outputs[m] = x · matrices[m]ᵀ` for `count` rows of `x` and up to four matrices that
+    /// read the same input (q/k/v, gate/up): identical to separate `matvec`/`matmul` calls, with
+    /// one pass of the thread pool and, for quantized batches, one quantization of `x`.
+    public static func multiplyGroup(_ matrices: [WeightMatrix], _ x: UnsafePointer<Float>, count: Int,
+                                     into outputs: [UnsafeMutablePointer<Float>], context: KernelContext) {
         precondition(matrices.count == outputs.count && matrices.count <= Int(CK_MATVEC_GROUP_MAX),
                      "one output per matrix, at most \(CK_MATVEC_GROUP_MAX)")
+        guard count > 1 ? matrices.allSatisfy(\.isQuantized) : true else {
+            for (matrix, output) in zip(matrices, outputs) { matrix.matmul(x, count: count, into: output, context: context) }
+            return
+        }
         let specs = matrices.map {
             ck_matrix(type: Int32($0.format.rawValue), weights: $0.base, rows: Int64($0.rows),
                       cols: Int64($0.columns), row_stride: Int64($0.rowStride))
         }
         let pointers: [UnsafeMutablePointer<Float>?] = outputs
-        _ = ck_matvec_group(context?.pool, Int32(specs.count), specs, x, pointers)
+        if count == 1 {
+            _ = ck_matvec_group(context.pool, Int32(specs.count), specs, x, pointers)
+        } else {
+            _ = ck_matmul_group(context.pool, Int32(specs.count), specs, x, Int64(count), pointers)
+        }
     }
 
     /// Float formats (f32, f16, bf16) in batches above this size go through sgemm.

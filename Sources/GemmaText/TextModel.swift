@@ -226,13 +226,8 @@ public final class TextModel: @unchecked Sendable {
         let gate = UnsafeMutableBufferPointer<Float>.allocate(capacity: count * c.intermediateSize)
         let up = UnsafeMutableBufferPointer<Float>.allocate(capacity: count * c.intermediateSize)
         defer { gate.deallocate(); up.deallocate() }
-        if count == 1 {
-            WeightMatrix.matvecGroup([layer.gate, layer.up], normed.baseAddress!,
-                                     into: [gate.baseAddress!, up.baseAddress!], context: kernels)
-        } else {
-            multiply(layer.gate, normed.baseAddress!, count: count, into: gate.baseAddress!)
-            multiply(layer.up, normed.baseAddress!, count: count, into: up.baseAddress!)
-        }
+        WeightMatrix.multiplyGroup([layer.gate, layer.up], normed.baseAddress!, count: count,
+                                   into: [gate.baseAddress!, up.baseAddress!], context: kernels)
         // GELU(gate) · up, in row chunks across the pool.
         let intermediate = c.intermediateSize
         kernels.parallelFor(count) { row in
@@ -257,15 +252,9 @@ public final class TextModel: @unchecked Sendable {
         let keys = UnsafeMutableBufferPointer<Float>.allocate(capacity: count * kvDim)
         let values = UnsafeMutableBufferPointer<Float>.allocate(capacity: count * kvDim)
         defer { queries.deallocate(); keys.deallocate(); values.deallocate() }
-        if count == 1 {
-            // Decode: the three projections in one pass of the thread pool.
-            WeightMatrix.matvecGroup([layer.query, layer.key, layer.value], input,
-                                     into: [queries.baseAddress!, keys.baseAddress!, values.baseAddress!], context: kernels)
-        } else {
-            multiply(layer.query, input, count: count, into: queries.baseAddress!)
-            multiply(layer.key, input, count: count, into: keys.baseAddress!)
-            multiply(layer.value, input, count: count, into: values.baseAddress!)
-        }
+        // The three projections in one pass of the thread pool.
+        WeightMatrix.multiplyGroup([layer.query, layer.key, layer.value], input, count: count,
+                                   into: [queries.baseAddress!, keys.baseAddress!, values.baseAddress!], context: kernels)
         let mixed = UnsafeMutableBufferPointer<Float>.allocate(capacity: count * qDim)
         defer { mixed.deallocate() }
         for segment in segments {

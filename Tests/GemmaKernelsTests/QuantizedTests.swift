@@ -213,24 +213,32 @@ final class QuantizedTests: XCTestCase {
         }
     }
 
-    /// A group of matrices in one pool pass gives exactly what separate matvecs give.
-    func testMatvecGroupEqualsSeparateMatvecs() throws {
+    /// A group of matrices in one pool pass gives exactly what separate products give, for one
+    /// vector (decode) and for a batch (prefill, one shared quantization of the input).
+    func testMultiplyGroupEqualsSeparateProducts() throws {
         let context = KernelContext(threads: 2)
         let goldens = try loadGoldens()
         try goldens[0].blocks.withUnsafeBytes { first in
             try goldens[5].blocks.withUnsafeBytes { second in
                 try goldens[7].blocks.withUnsafeBytes { third in
-                    let matrices = try [(goldens[0], first), (goldens[5], second), (goldens[7], third)].map {
+                    let mixed = try [(goldens[0], first), (goldens[5], second), (goldens[7], third)].map {
                         try WeightMatrix(format: $0.0.format, bytes: $0.1, rows: $0.0.rows, columns: $0.0.columns)
                     }
-                    let x = randomFloats(512, seed: 33)
-                    let outputs = matrices.map { UnsafeMutablePointer<Float>.allocate(capacity: $0.rows) }
-                    defer { outputs.forEach { $0.deallocate() } }
-                    WeightMatrix.matvecGroup(matrices, x, into: outputs, context: context)
-                    for (matrix, output) in zip(matrices, outputs) {
-                        var single = [Float](repeating: .nan, count: matrix.rows)
-                        single.withUnsafeMutableBufferPointer { matrix.matvec(x, into: $0.baseAddress!, context: context) }
-                        XCTAssertEqual(Array(UnsafeBufferPointer(start: output, count: matrix.rows)), single, "\(matrix.format)")
+                    // Mixed formats, and one format three times (which shares the quantized input).
+                    for (matrices, count) in [(mixed, 1), (mixed, 20), (Array(repeating: mixed[1], count: 3), 20)] {
+                        let x = randomFloats(count * matrices[0].columns, seed: 33)
+                        let outputs = matrices.map { UnsafeMutablePointer<Float>.allocate(capacity: count * $0.rows) }
+                        defer { outputs.forEach { $0.deallocate() } }
+                        WeightMatrix.multiplyGroup(matrices, x, count: count, into: outputs, context: context)
+                        for (matrix, output) in zip(matrices, outputs) {
+                            var single = [Float](repeating: .nan, count: count * matrix.rows)
+                            single.withUnsafeMutableBufferPointer {
+                                if count == 1 { matrix.matvec(x, into: $0.baseAddress!, context: context) }
+                                else { matrix.matmul(x, count: count, into: $0.baseAddress!, context: context) }
+                            }
+                            XCTAssertEqual(Array(UnsafeBufferPointer(start: output, count: count * matrix.rows)), single,
+                                           "\(matrix.format) × \(count)")
+                        }
                     }
                 }
             }

@@ -139,6 +139,12 @@ enum { CK_MATVEC_GROUP_MAX = 4 };
 /// matrix. Results equal separate `ck_matvec` calls exactly. Returns 0 on a bad matrix.
 int ck_matvec_group(ck_pool *pool, int count, const ck_matrix *matrices, const float *x, float *const *y);
 
+/// `y[m] = x · matrices[m]ᵀ` for `vectors` input rows (`ck_matvec_multi` per matrix, results
+/// identical) for up to `CK_MATVEC_GROUP_MAX` matrices reading the same `x` (q/k/v, gate/up):
+/// where they share the activation scheme, `x` is quantized once and one pool pass runs them.
+int ck_matmul_group(ck_pool *pool, int count, const ck_matrix *matrices, const float *x, int64_t vectors,
+                    float *const *y);
+
 /// Dequantizes `rows` rows into a dense f32 `rows × cols` matrix, split across the pool.
 int ck_dequantize_rows(ck_pool *pool, int type, const void *weights, int64_t rows,
                        int64_t cols, int64_t row_stride, float *dst);
