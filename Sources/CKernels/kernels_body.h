@@ -778,14 +778,29 @@ static inline __attribute__((always_inline)) CK_TARGET void CK_NAME(dotn_q8_0_bo
 }
 
 
+/// Several vectors: the block's signed values are built once and the sign trick pairs them
+/// with each vector (a per-vector offset correction would cost more than it saves here).
 static inline __attribute__((always_inline)) CK_TARGET void CK_NAME(dotn_q5_0_body)(const uint8_t *p, const ck_q8_block *xb, int64_t nb, const int64_t count, float *y, int64_t y_stride) {
     __m256 acc[CK_DIRECT_MULTI_MAX];
     for (int64_t v = 0; v < count; v++) acc[v] = _mm256_setzero_ps();
+    const __m256i low = _mm256_set1_epi8(0x0F);
     for (int64_t b = 0; b < nb; b++, p += 22) {
+        __m128i qs = _mm_loadu_si128((const __m128i *)(p + 6));
+        __m256i nibbles = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(qs, 4), qs), low);
+        uint32_t qh;
+        memcpy(&qh, p + 2, 4);
+#if CK_VARIANT_AVX512
+        __m256i vq = _mm256_sub_epi8(_mm256_mask_add_epi8(nibbles, (__mmask32)qh, nibbles, _mm256_set1_epi8(0x10)), _mm256_set1_epi8(16));
+#else
+        __m256i high = _mm256_and_si256(CK_NAME(bytes_from_bits)(qh), _mm256_set1_epi8(0x10));
+        __m256i vq = _mm256_sub_epi8(_mm256_or_si256(nibbles, high), _mm256_set1_epi8(16));
+#endif
+        float d = ck_half(p);
+        __m256 dw = _mm256_set_m128(_mm_set1_ps(d), _mm_set1_ps(d));
         for (int64_t v = 0; v < count; v++) {
             const ck_q8_block *x = xb + v * nb + b;
-            __m256i vx = _mm256_loadu_si256((const __m256i *)x->qs);
-            acc[v] = CK_NAME(q5_0_block_step)(p, vx, CK_NAME(offset_correction)(vx, 16), _mm256_set1_ps(x->d), acc[v]);
+            __m256i sums = CK_NAME(lane_sums)(vq, _mm256_loadu_si256((const __m256i *)x->qs));
+            acc[v] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), _mm256_mul_ps(dw, _mm256_set1_ps(x->d)), acc[v]);
         }
     }
     for (int64_t v = 0; v < count; v++) y[v * y_stride] = CK_NAME(reduce8)(acc[v]) + 0.0f;
