@@ -367,4 +367,24 @@ final class QuantizedTests: XCTestCase {
             XCTAssertEqual(gate.map(\.bitPattern), expected.map(\.bitPattern), "\(isa)")
         }
     }
+
+    /// Products with f16 operands read in place (the f16 KV cache in decode) equal the f32
+    /// products of the widened values bit for bit, on every implementation (also for lengths
+    /// that are not a multiple of 16).
+    func testHalfOperandProductsEqualWidenedProducts() {
+        for isa in availableISAs {
+            XCTAssertTrue(KernelISA.select(isa))
+            for count in [256, 72, 37] {
+                let a = randomFloats(count, seed: UInt64(count)), b = randomFloats(count, seed: UInt64(count) + 1)
+                let halves = b.map { HalfFloat.floatToF16($0) }
+                let widened = halves.map { HalfFloat.f16ToFloat($0) }
+                XCTAssertEqual(VectorOps.dot(a, half: halves, count: count).bitPattern,
+                               VectorOps.dot(a, widened, count: count).bitPattern, "\(isa) dot \(count)")
+                var viaHalf = a, viaWidened = a
+                VectorOps.axpy(0.37, half: halves, &viaHalf, count: count)
+                VectorOps.axpy(0.37, widened, &viaWidened, count: count)
+                XCTAssertEqual(viaHalf.map(\.bitPattern), viaWidened.map(\.bitPattern), "\(isa) axpy \(count)")
+            }
+        }
+    }
 }
