@@ -705,9 +705,9 @@ static CK_AVX512_TARGET void ck_tiled_group_task(void *context, int64_t index) {
     ck_tiled_task(&group->jobs[m], index - group->first_task[m]);
 }
 
-/// The AVX-512 path of `ck_matvec_multi` / `ck_matmul_group` for quantized formats: `count`
-/// matrices that read the same `x` with the same activation scheme (and column count) share one
-/// quantization and repacking of `x` and one pass of the pool.
+/// The AVX-512 path of `ck_matvec_multi` / `ck_matmul_group` for quantized formats: `n`
+/// matrices that read the same `count` vectors `x` with the same activation scheme (and column
+/// count) share one quantization and repacking of `x` and one pass of the pool.
 static CK_AVX512_TARGET int ck_matvec_tiled_avx512(ck_pool *pool, int n, const ck_matrix *m, const float *x,
                                                    int64_t count, float *const *y) {
     int64_t cols = m[0].cols, pb = cols / 32;
