@@ -77,6 +77,18 @@ public struct TextInput: Sendable, Equatable {
         return TextInput(tokens: Array(tokens[count...]), embeddingOverrides: overrides, bidirectionalGroups: groups)
     }
 
+    /// The first `count` positions (overrides cut; groups reaching past `count` dropped, so cut
+    /// only where no group straddles: see `TextModel.prefillCuts`).
+    public func prefix(_ count: Int, hiddenSize: Int) -> TextInput {
+        var overrides: [EmbeddingOverride] = []
+        for override in embeddingOverrides where override.start < count {
+            let rows = min(override.values.count / hiddenSize, count - override.start)
+            overrides.append(EmbeddingOverride(start: override.start, values: Array(override.values[..<(rows * hiddenSize)])))
+        }
+        return TextInput(tokens: Array(tokens[..<count]), embeddingOverrides: overrides,
+                         bidirectionalGroups: bidirectionalGroups.filter { $0.upperBound <= count })
+    }
+
     /// One fingerprint per position for prefix matching: the token id, or, where an override
     /// applies, a hash of the override row (so two different images never match).
     func fingerprints(hiddenSize: Int) -> [UInt64] {

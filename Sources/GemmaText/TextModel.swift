@@ -95,6 +95,27 @@ public final class TextModel: @unchecked Sendable {
         return try forward(input, cache: cache, allLogits: true)
     }
 
+    /// Where to cut a long prefill of `input` into pieces of at most `chunk` positions after
+    /// the first `reused` (none inside a bidirectional group): prefilling `input.prefix(cut)`
+    /// for each cut in order and then `input` computes exactly what one `prefill(input)`
+    /// computes (every kernel's result for a position is independent of the batch it is in),
+    /// while other work can run between the pieces — a serving loop keeps other streams
+    /// decoding during a long prompt. Empty when the rest fits in one piece.
+    public func prefillCuts(of input: TextInput, after reused: Int, chunk: Int) -> [Int] {
+        guard chunk > 0 else { return [] }
+        var cuts: [Int] = []
+        var cut = reused + chunk
+        while cut < input.count {
+            if let group = input.bidirectionalGroups.first(where: { $0.lowerBound < cut && cut < $0.upperBound }) {
+                cut = group.lowerBound > (cuts.last ?? reused) ? group.lowerBound : group.upperBound
+            }
+            if cut >= input.count { break }
+            cuts.append(cut)
+            cut += chunk
+        }
+        return cuts
+    }
+
     /// How many leading positions of `input` `cache` can keep: the common prefix, short of
     /// the last position (whose logits are needed), not ending inside a bidirectional group,
     /// and 0 when a local layer's ring has rolled past what the first new position needs.

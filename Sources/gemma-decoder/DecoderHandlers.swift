@@ -8,6 +8,9 @@ final class DecoderHandlers: Sendable {
     struct Limits: Sendable {
         var maxContext: Int
         var defaultMaxTokens: Int
+        /// Prompt positions computed per inference job; other streams' decode steps run between
+        /// the pieces of a longer prompt (0: the whole prompt in one job).
+        var prefillChunk: Int
     }
 
     /// Gemma 3's vocabulary ends turns with `<end_of_turn>` and texts with `<eos>`.
@@ -98,10 +101,14 @@ final class DecoderHandlers: Sendable {
         let model = self.model
         let prompt = input.tokens
         let prefillStart = ContinuousClock.now
-        let (cached, firstLogits) = try await queue.run {
-            let reused = model.reusablePrefix(of: input, cache: cache)
-            return (reused, try model.prefill(input, cache: cache))
+        // A long prompt goes in pieces, each its own job on the inference queue, so the decode
+        // steps of other streams are not held up for the whole prefill.
+        let cached = try await queue.run { model.reusablePrefix(of: input, cache: cache) }
+        for cut in model.prefillCuts(of: input, after: cached, chunk: limits.prefillChunk) {
+            let piece = input.prefix(cut, hiddenSize: model.config.hiddenSize)
+            _ = try await queue.run { try model.prefill(piece, cache: cache) }
         }
+        let firstLogits = try await queue.run { try model.prefill(input, cache: cache) }
         let prefillTime = ContinuousClock.now - prefillStart
         var logits = firstLogits
         var sampler = Sampler(parameters: sampling)

@@ -49,6 +49,9 @@ struct DecoderServer: AsyncParsableCommand {
     @Option(help: "Tokens generated when a request does not say.")
     var defaultMaxTokens: Int = 512
 
+    @Option(help: "Prompt tokens computed per step of a prefill; other streams decode between the steps of a longer prompt (0: whole prompts at once).")
+    var prefillChunk: Int = 256
+
     @OptionGroup var service: ServiceOptions
 
     func run() async throws {
@@ -59,11 +62,12 @@ struct DecoderServer: AsyncParsableCommand {
         guard visionTimeout > 0, imageCacheMib >= 0, maxImages > 0, maxImagePixels > 0, (tokensPerImage ?? 1) > 0 else {
             throw ValidationError("--vision-timeout, --max-images, --max-image-pixels and --tokens-per-image must be positive")
         }
+        guard prefillChunk >= 0 else { throw ValidationError("--prefill-chunk must not be negative") }
         let code = await ServiceRunner.run(name: "gemma-decoder", options: service) {
             let textModel = try TextModel(path: model, threads: threads)
             let limits = DecoderHandlers.Limits(
                 maxContext: min(maxContext, textModel.config.maxPositions),
-                defaultMaxTokens: defaultMaxTokens)
+                defaultMaxTokens: defaultMaxTokens, prefillChunk: prefillChunk)
             let fromModel = ImageSupport.modelValues(path: model)
             let images = ImageSupport(
                 imageTokenID: imageTokenId ?? fromModel.imageTokenID ?? ImageSupport.defaultImageTokenID,

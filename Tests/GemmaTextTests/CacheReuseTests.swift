@@ -147,4 +147,24 @@ final class CacheReuseTests: XCTestCase {
         let changed = try model.prefill(input(other), cache: cache)
         assertClose(changed, try model.prefill(input(other), cache: model.makeCache(maxContext: 32)))
     }
+
+    /// A prefill cut into pieces (as the decoder service runs long prompts) computes what one
+    /// prefill computes; cuts never fall inside an image's group.
+    func testChunkedPrefillMatchesOnePrefill() throws {
+        let (model, _) = try model("mqa_released")
+        let width = model.config.hiddenSize
+        let image = (0..<(3 * width)).map { Float(($0 % 5) - 2) * 0.1 }
+        let input = TextInput(tokens: [2, 5, 9, 502, 502, 502, 6, 7, 8, 9, 10],
+                              embeddingOverrides: [EmbeddingOverride(start: 3, values: image)], bidirectionalGroups: [3..<6])
+        let cuts = model.prefillCuts(of: input, after: 0, chunk: 2)
+        XCTAssertEqual(cuts, [2, 3, 6, 8, 10])  // 4 and 5 would split the group 3..<6: its ends instead
+        XCTAssertEqual(model.prefillCuts(of: input, after: 3, chunk: 4), [7])
+        XCTAssertEqual(model.prefillCuts(of: input, after: 0, chunk: 0), [])
+        let cache = model.makeCache(maxContext: 32)
+        for cut in cuts { _ = try model.prefill(input.prefix(cut, hiddenSize: width), cache: cache) }
+        XCTAssertEqual(cache.count, cuts.last)
+        let chunked = try model.prefill(input, cache: cache)
+        XCTAssertEqual(cache.count, input.count)
+        assertClose(chunked, try model.prefill(input, cache: model.makeCache(maxContext: 32)))
+    }
 }

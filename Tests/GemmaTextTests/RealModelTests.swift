@@ -88,6 +88,20 @@ final class RealModelTests: XCTestCase {
     }
 }
 
+/// On the quantized real model a prefill cut into pieces gives bit-identical logits.
+final class ChunkedPrefillTests: XCTestCase {
+    func testChunkedPrefillIsBitIdenticalOnTheRealModel() throws {
+        let model = try TextModel(path: try realModelPath(), threads: 2)
+        let input = TextInput(tokens: [2] + (0..<40).map { Int32(1000 + $0 * 37) })
+        let cache = model.makeCache(maxContext: 64)
+        for cut in model.prefillCuts(of: input, after: 0, chunk: 9) {
+            _ = try model.prefill(input.prefix(cut, hiddenSize: model.config.hiddenSize), cache: cache)
+        }
+        let chunked = try model.prefill(input, cache: cache)
+        XCTAssertEqual(chunked, try model.prefill(input, cache: model.makeCache(maxContext: 64)))
+    }
+}
+
 func argmaxIndex(_ values: [Float]) -> Int {
     var best = 0
     for i in values.indices where values[i] > values[best] { best = i }
