@@ -987,6 +987,25 @@ static CK_TARGET void CK_NAME(geglu_f16_table)(float *gate, const float *up, int
     }
 }
 
+/// Index of the first largest value (comparisons with NaN are false, so NaNs are passed over
+/// unless x[0] is one): exactly the sequential `if x[i] > x[best] { best = i }` scan, with the
+/// maximum found in sixteen lanes first.
+static CK_TARGET int64_t CK_NAME(argmax_f32)(const float *x, int64_t n) {
+    if (n <= 0) return 0;
+    float lanes[16];
+    for (int j = 0; j < 16; j++) lanes[j] = x[0];
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        for (int j = 0; j < 16; j++) lanes[j] = x[i + j] > lanes[j] ? x[i + j] : lanes[j];
+    float best = x[0];
+    for (int j = 0; j < 16; j++) best = lanes[j] > best ? lanes[j] : best;
+    for (; i < n; i++) best = x[i] > best ? x[i] : best;
+    if (!(best == best)) return 0;  // x[0] is NaN
+    for (i = 0; i < n; i++)
+        if (x[i] == best) return i;
+    return 0;
+}
+
 static CK_TARGET void CK_NAME(round_to_half)(float *x, int64_t n) {
     int64_t i = 0;
 #if CK_VARIANT_AVX2 || CK_VARIANT_AVX512

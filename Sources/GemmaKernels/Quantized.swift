@@ -228,6 +228,12 @@ public enum VectorOps {
         ck_axpy_f32(alpha, x, y, Int64(count))
     }
 
+    /// Index of the first largest value (NaNs passed over unless the first value is NaN).
+    public static func argmax(_ values: UnsafeBufferPointer<Float>) -> Int {
+        guard let base = values.baseAddress else { return 0 }
+        return Int(ck_argmax_f32(base, Int64(values.count)))
+    }
+
     /// `dot` with `b` stored as f16 bits (exactly `dot` of the widened values).
     @inline(__always)
     public static func dot(_ a: UnsafePointer<Float>, half b: UnsafePointer<UInt16>, count: Int) -> Float {

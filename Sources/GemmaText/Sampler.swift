@@ -111,9 +111,7 @@ public struct Sampler {
 
     /// Index of the largest value (the first of equal ones).
     public static func argmax(_ values: [Float]) -> Int {
-        var best = 0
-        for i in values.indices where values[i] > values[best] { best = i }
-        return best
+        values.withUnsafeBufferPointer { VectorOps.argmax($0) }
     }
 }
 

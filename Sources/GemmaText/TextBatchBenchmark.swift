@@ -13,14 +13,14 @@ public enum TextBatchBenchmark {
         for (s, cache) in caches.enumerated() {
             let prompt: [Int32] = [2] + (1..<promptTokens).map { Int32(1000 + ($0 * 7919 + s * 104_729) % 200_000) }
             let logits = try model.prefill(tokens: prompt, cache: cache)
-            next.append(Int32(logits.indices.max { logits[$0] < logits[$1] }!))
+            next.append(Int32(Sampler.argmax(logits)))
         }
         let clock = ContinuousClock()
         let cpuStart = TextBenchmark.processCPUSeconds()
         let elapsed = try clock.measure {
             for _ in 0..<decodeTokens {
                 let rows = try model.appendBatch(zip(caches, next).map { DecodeStep(cache: $0, token: $1) })
-                next = rows.map { logits in Int32(logits.indices.max { logits[$0] < logits[$1] }!) }
+                next = rows.map { Int32(Sampler.argmax($0)) }
             }
         }
         let cpu = TextBenchmark.processCPUSeconds() - cpuStart

@@ -55,9 +55,7 @@ public enum TextBenchmark {
         let cpuAfterPrefill = processCPUSeconds()
         let decode = try clock.measure {
             for _ in 0..<decodeTokens {
-                var best = 0
-                for i in logits.indices where logits[i] > logits[best] { best = i }
-                logits = try model.append(tokens: [Int32(best)], cache: cache)
+                logits = try model.append(tokens: [Int32(Sampler.argmax(logits))], cache: cache)
             }
         }
         let cpuEnd = processCPUSeconds()

@@ -457,11 +457,11 @@ public final class TextModel: @unchecked Sendable {
         let width = config.hiddenSize
         let normed = UnsafeMutableBufferPointer(start: hidden + rows.lowerBound * width, count: rows.count * width)
         rmsNorm(normed, weights.finalNorm)
-        var logits = [Float](repeating: 0, count: rows.count * config.vocabSize)
-        logits.withUnsafeMutableBufferPointer { out in
+        // Every element is written by the product: no zero-filling first.
+        return [Float](unsafeUninitializedCapacity: rows.count * config.vocabSize) { out, initialized in
             multiply(weights.outputHead, normed.baseAddress!, count: rows.count, into: out.baseAddress!)
+            initialized = rows.count * config.vocabSize
         }
-        return logits
     }
 
     // MARK: blocks

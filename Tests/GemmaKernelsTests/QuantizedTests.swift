@@ -387,4 +387,23 @@ final class QuantizedTests: XCTestCase {
             }
         }
     }
+
+    /// argmax is the first largest value, as a sequential scan finds it, NaNs passed over.
+    func testArgmaxIsTheFirstLargestValue() {
+        func scan(_ v: [Float]) -> Int {
+            var best = 0
+            for i in v.indices where v[i] > v[best] { best = i }
+            return best
+        }
+        var cases: [[Float]] = [[], [3], randomFloats(1000, seed: 5), [1, 5, 5, 2], [-0.0, 0.0, -0.0]]
+        var withTies = randomFloats(333, seed: 6)
+        withTies[17] = 9; withTies[300] = 9; withTies[40] = .nan
+        cases += [withTies, [.nan, 1, 2], [1, .nan, 3, 3]]
+        for isa in availableISAs {
+            XCTAssertTrue(KernelISA.select(isa))
+            for v in cases {
+                XCTAssertEqual(v.withUnsafeBufferPointer { VectorOps.argmax($0) }, scan(v), "\(isa) \(v.prefix(4))")
+            }
+        }
+    }
 }

@@ -83,6 +83,9 @@ void ck_axpy_f32(float a, const float *x, float *y, int64_t n);
 /// in place): bit-identical to widening it first.
 float ck_dot_f32_f16(const float *a, const uint16_t *b, int64_t n);
 void ck_axpy_f16(float a, const uint16_t *x, float *y, int64_t n);
+/// Index of the first largest of `n` values (what the scan `if x[i] > x[best] { best = i }`
+/// gives, NaNs passed over unless x[0] is NaN); 0 when `n` is 0.
+int64_t ck_argmax_f32(const float *x, int64_t n);
 
 /// Attention products over contiguous rows, bit-identical to per-pair `ck_dot_f32` calls and
 /// per-key `ck_axpy_f32` runs (in key order, skipping zero weights), only faster:
