@@ -465,29 +465,11 @@ static CK_TARGET void CK_NAME(dot_unpacked)(const int8_t *q, const float *scales
     }
 }
 
+#if !(CK_VARIANT_AVX2 || CK_VARIANT_AVX512)
 /// `dot_unpacked` for one Q8_0 row read in place (no unpacking): the same operations in the
-/// same order, so decode and batched prefill agree bit for bit.
+/// same order, so decode and batched prefill agree bit for bit. (The AVX variants' in-place
+/// kernels follow below.)
 static CK_TARGET float CK_NAME(dot_q8_0_direct)(const uint8_t *p, const ck_q8_block *xb, int64_t nb) {
-#if CK_VARIANT_AVX2 || CK_VARIANT_AVX512
-    __m256 acc = _mm256_setzero_ps();
-    for (int64_t b = 0; b < nb; b++, p += 34) {
-        __m256i vq = _mm256_loadu_si256((const __m256i *)(p + 2));
-        __m256i vx = _mm256_loadu_si256((const __m256i *)xb[b].qs);
-        __m256i abs_q = _mm256_sign_epi8(vq, vq);
-        __m256i signed_x = _mm256_sign_epi8(vx, vq);
-#if CK_VARIANT_AVX512
-        __m256i sums = _mm256_dpbusd_epi32(_mm256_setzero_si256(), abs_q, signed_x);
-#else
-        __m256i sums = _mm256_madd_epi16(_mm256_maddubs_epi16(abs_q, signed_x), _mm256_set1_epi16(1));
-#endif
-        __m256 scale = _mm256_mul_ps(_mm256_set1_ps(ck_half(p)), _mm256_set1_ps(xb[b].d));
-        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), scale, acc);
-    }
-    __m128 half = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
-    half = _mm_add_ps(half, _mm_movehl_ps(half, half));
-    half = _mm_add_ss(half, _mm_movehdup_ps(half));
-    return _mm_cvtss_f32(half) + 0.0f;
-#else
     float acc[8] = {0};
     for (int64_t b = 0; b < nb; b++, p += 34) {
         const int8_t *q = (const int8_t *)(p + 2);
@@ -499,8 +481,8 @@ static CK_TARGET float CK_NAME(dot_q8_0_direct)(const uint8_t *p, const ck_q8_bl
         }
     }
     return CK_NAME(reduce8_lanes)(acc) + 0.0f;
-#endif
 }
+#endif
 
 #if CK_VARIANT_AVX2 || CK_VARIANT_AVX512
 // MARK: decode kernels reading blocks in place
@@ -569,15 +551,6 @@ static inline __attribute__((always_inline)) CK_TARGET __m256 CK_NAME(q5_0_block
     return _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), scale, acc);
 }
 
-static CK_TARGET float CK_NAME(dot_q5_0_direct)(const uint8_t *p, const ck_q8_block *xb, int64_t nb) {
-    __m256 acc = _mm256_setzero_ps();
-    for (int64_t b = 0; b < nb; b++, p += 22) {
-        __m256i vx = _mm256_loadu_si256((const __m256i *)xb[b].qs);
-        acc = CK_NAME(q5_0_block_step)(p, vx, CK_NAME(offset_correction)(vx, 16), _mm256_set1_ps(xb[b].d), acc);
-    }
-    return CK_NAME(reduce8)(acc) + 0.0f;
-}
-
 /// Q4_0 in place: Q5_0's kernel without the fifth bit (values q − 8).
 static inline __attribute__((always_inline)) CK_TARGET __m256 CK_NAME(q4_0_block_step)(const uint8_t *p, __m256i vx, __m256i corr, __m256 dx, __m256 acc) {
     __m128i qs = _mm_loadu_si128((const __m128i *)(p + 2));
@@ -591,36 +564,6 @@ static inline __attribute__((always_inline)) CK_TARGET __m256 CK_NAME(q4_0_block
     float d = ck_half(p);
     __m256 scale = _mm256_mul_ps(_mm256_set_m128(_mm_set1_ps(d), _mm_set1_ps(d)), dx);
     return _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), scale, acc);
-}
-
-static CK_TARGET float CK_NAME(dot_q4_0_direct)(const uint8_t *p, const ck_q8_block *xb, int64_t nb) {
-    __m256 acc = _mm256_setzero_ps();
-    for (int64_t b = 0; b < nb; b++, p += 18) {
-        __m256i vx = _mm256_loadu_si256((const __m256i *)xb[b].qs);
-        acc = CK_NAME(q4_0_block_step)(p, vx, CK_NAME(offset_correction)(vx, 8), _mm256_set1_ps(xb[b].d), acc);
-    }
-    return CK_NAME(reduce8)(acc) + 0.0f;
-}
-
-static CK_TARGET void CK_NAME(dot4_q4_0_direct)(const uint8_t *p, int64_t stride, const ck_q8_block *xb, int64_t nb, float *y) {
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-    const uint8_t *p0 = p, *p1 = p + stride, *p2 = p + 2 * stride, *p3 = p + 3 * stride;
-    for (int64_t b = 0; b < nb; b++) {
-        __m256i vx = _mm256_loadu_si256((const __m256i *)xb[b].qs);
-        __m256 dx = _mm256_set1_ps(xb[b].d);
-        int64_t o = 18 * b;
-        __m256i corr = CK_NAME(offset_correction)(vx, 8);
-        _mm_prefetch((const char *)(p0 + 4 * stride + 4 * o), _MM_HINT_T0);
-        _mm_prefetch((const char *)(p0 + 4 * stride + 4 * o + 64), _MM_HINT_T0);
-        a0 = CK_NAME(q4_0_block_step)(p0 + o, vx, corr, dx, a0);
-        a1 = CK_NAME(q4_0_block_step)(p1 + o, vx, corr, dx, a1);
-        a2 = CK_NAME(q4_0_block_step)(p2 + o, vx, corr, dx, a2);
-        a3 = CK_NAME(q4_0_block_step)(p3 + o, vx, corr, dx, a3);
-    }
-    y[0] = CK_NAME(reduce8)(a0) + 0.0f;
-    y[1] = CK_NAME(reduce8)(a1) + 0.0f;
-    y[2] = CK_NAME(reduce8)(a2) + 0.0f;
-    y[3] = CK_NAME(reduce8)(a3) + 0.0f;
 }
 
 static inline __attribute__((always_inline)) CK_TARGET void CK_NAME(dotn_q4_k_body)(const uint8_t *p, const ck_q8_block *xb, int64_t nb, const int64_t count, float *y, int64_t y_stride) {
@@ -693,58 +636,55 @@ static CK_TARGET float CK_NAME(dot_q6_k_direct)(const uint8_t *p, const ck_q8_bl
 // on latency. These run four rows' chains interleaved, sharing the activation loads; each row
 // still sees exactly its single-row kernel's operations in the same order (bit-identical).
 
-static inline __attribute__((always_inline)) CK_TARGET __m256 CK_NAME(q8_0_block_step)(const uint8_t *p, __m256i vx, __m256 dx, __m256 acc) {
+/// One Q8_0 block (values already signed: no correction).
+static inline __attribute__((always_inline)) CK_TARGET __m256 CK_NAME(q8_0_block_step)(const uint8_t *p, __m256i vx, __m256i corr, __m256 dx, __m256 acc) {
+    (void)corr;
     __m256i sums = CK_NAME(lane_sums)(_mm256_loadu_si256((const __m256i *)(p + 2)), vx);
     __m256 scale = _mm256_mul_ps(_mm256_set1_ps(ck_half(p)), dx);
     return _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), scale, acc);
 }
 
-static CK_TARGET void CK_NAME(dot4_q8_0_direct)(const uint8_t *p, int64_t stride, const ck_q8_block *xb, int64_t nb, float *y) {
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-    const uint8_t *p0 = p, *p1 = p + stride, *p2 = p + 2 * stride, *p3 = p + 3 * stride;
-    for (int64_t b = 0; b < nb; b++) {
-        __m256i vx = _mm256_loadu_si256((const __m256i *)xb[b].qs);
-        __m256 dx = _mm256_set1_ps(xb[b].d);
-        int64_t o = 34 * b;
-        // The four rows are read as four interleaved streams, which the hardware prefetchers
-        // follow poorly: fetch the next four rows (the next 4·stride bytes) ahead explicitly.
-        _mm_prefetch((const char *)(p0 + 4 * stride + 4 * o), _MM_HINT_T0);
-        _mm_prefetch((const char *)(p0 + 4 * stride + 4 * o + 64), _MM_HINT_T0);
-        _mm_prefetch((const char *)(p0 + 4 * stride + 4 * o + 128), _MM_HINT_T0);
-        a0 = CK_NAME(q8_0_block_step)(p0 + o, vx, dx, a0);
-        a1 = CK_NAME(q8_0_block_step)(p1 + o, vx, dx, a1);
-        a2 = CK_NAME(q8_0_block_step)(p2 + o, vx, dx, a2);
-        a3 = CK_NAME(q8_0_block_step)(p3 + o, vx, dx, a3);
+/// The one-row and four-row in-place kernels of a 32-value block format (`block_bytes` per
+/// block, values stored as value + `offset`, `prefetch_lines` cache lines of the next four rows
+/// fetched per block): both run `format##_block_step` per row and block in the same order.
+/// The four rows are read as four interleaved streams, which the hardware prefetchers follow
+/// poorly, hence the explicit prefetch of the next four rows (the next 4·stride bytes).
+#define CK_DIRECT_KERNELS(format, block_bytes, offset, prefetch_lines)                                                      \
+    static CK_TARGET float CK_NAME(dot_##format##_direct)(const uint8_t *p, const ck_q8_block *xb, int64_t nb) {           \
+        __m256 acc = _mm256_setzero_ps();                                                                                 \
+        for (int64_t b = 0; b < nb; b++, p += (block_bytes)) {                                                            \
+            __m256i vx = _mm256_loadu_si256((const __m256i *)xb[b].qs);                                                   \
+            __m256i corr = (offset) ? CK_NAME(offset_correction)(vx, (offset)) : _mm256_setzero_si256();                  \
+            acc = CK_NAME(format##_block_step)(p, vx, corr, _mm256_set1_ps(xb[b].d), acc);                                \
+        }                                                                                                                 \
+        return CK_NAME(reduce8)(acc) + 0.0f;                                                                              \
+    }                                                                                                                     \
+    static CK_TARGET void CK_NAME(dot4_##format##_direct)(const uint8_t *p, int64_t stride, const ck_q8_block *xb,        \
+                                                          int64_t nb, float *y) {                                         \
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;                                                       \
+        const uint8_t *p0 = p, *p1 = p + stride, *p2 = p + 2 * stride, *p3 = p + 3 * stride;                              \
+        for (int64_t b = 0; b < nb; b++) {                                                                                \
+            __m256i vx = _mm256_loadu_si256((const __m256i *)xb[b].qs);                                                   \
+            __m256 dx = _mm256_set1_ps(xb[b].d);                                                                          \
+            int64_t o = (block_bytes) * b;                                                                                \
+            __m256i corr = (offset) ? CK_NAME(offset_correction)(vx, (offset)) : _mm256_setzero_si256();                  \
+            for (int line = 0; line < (prefetch_lines); line++)                                                           \
+                _mm_prefetch((const char *)(p0 + 4 * stride + 4 * o + 64 * line), _MM_HINT_T0);                           \
+            a0 = CK_NAME(format##_block_step)(p0 + o, vx, corr, dx, a0);                                                  \
+            a1 = CK_NAME(format##_block_step)(p1 + o, vx, corr, dx, a1);                                                  \
+            a2 = CK_NAME(format##_block_step)(p2 + o, vx, corr, dx, a2);                                                  \
+            a3 = CK_NAME(format##_block_step)(p3 + o, vx, corr, dx, a3);                                                  \
+        }                                                                                                                 \
+        y[0] = CK_NAME(reduce8)(a0) + 0.0f;                                                                               \
+        y[1] = CK_NAME(reduce8)(a1) + 0.0f;                                                                               \
+        y[2] = CK_NAME(reduce8)(a2) + 0.0f;                                                                               \
+        y[3] = CK_NAME(reduce8)(a3) + 0.0f;                                                                               \
     }
-    y[0] = CK_NAME(reduce8)(a0) + 0.0f;
-    y[1] = CK_NAME(reduce8)(a1) + 0.0f;
-    y[2] = CK_NAME(reduce8)(a2) + 0.0f;
-    y[3] = CK_NAME(reduce8)(a3) + 0.0f;
-}
+CK_DIRECT_KERNELS(q8_0, 34, 0, 3)
+CK_DIRECT_KERNELS(q5_0, 22, 16, 3)
+CK_DIRECT_KERNELS(q4_0, 18, 8, 2)
+#undef CK_DIRECT_KERNELS
 
-static CK_TARGET void CK_NAME(dot4_q5_0_direct)(const uint8_t *p, int64_t stride, const ck_q8_block *xb, int64_t nb, float *y) {
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-    const uint8_t *p0 = p, *p1 = p + stride, *p2 = p + 2 * stride, *p3 = p + 3 * stride;
-    for (int64_t b = 0; b < nb; b++) {
-        __m256i vx = _mm256_loadu_si256((const __m256i *)xb[b].qs);
-        __m256 dx = _mm256_set1_ps(xb[b].d);
-        int64_t o = 22 * b;
-        __m256i corr = CK_NAME(offset_correction)(vx, 16);
-        // The four rows are read as four interleaved streams, which the hardware prefetchers
-        // follow poorly: fetch the next four rows (the next 4·stride bytes) ahead explicitly.
-        _mm_prefetch((const char *)(p0 + 4 * stride + 4 * o), _MM_HINT_T0);
-        _mm_prefetch((const char *)(p0 + 4 * stride + 4 * o + 64), _MM_HINT_T0);
-        _mm_prefetch((const char *)(p0 + 4 * stride + 4 * o + 128), _MM_HINT_T0);
-        a0 = CK_NAME(q5_0_block_step)(p0 + o, vx, corr, dx, a0);
-        a1 = CK_NAME(q5_0_block_step)(p1 + o, vx, corr, dx, a1);
-        a2 = CK_NAME(q5_0_block_step)(p2 + o, vx, corr, dx, a2);
-        a3 = CK_NAME(q5_0_block_step)(p3 + o, vx, corr, dx, a3);
-    }
-    y[0] = CK_NAME(reduce8)(a0) + 0.0f;
-    y[1] = CK_NAME(reduce8)(a1) + 0.0f;
-    y[2] = CK_NAME(reduce8)(a2) + 0.0f;
-    y[3] = CK_NAME(reduce8)(a3) + 0.0f;
-}
 // MARK: one row, a few vectors (batched decode)
 //
 // Several sessions' decode steps share one read of each weight row: the block is decoded once
