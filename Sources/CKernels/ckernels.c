@@ -772,6 +772,7 @@ int ck_matvec(ck_pool *pool, int type, const void *weights, int64_t rows, int64_
 
 int ck_matmul_group(ck_pool *pool, int count, const ck_matrix *matrices, const float *x, int64_t vectors, float *const *y) {
     if (count < 1 || count > CK_MATVEC_GROUP_MAX) return 0;
+    if (vectors == 1) return ck_matvec_group(pool, count, matrices, x, y);
 #if CK_X86
     // One repacking of x and one pool pass when every matrix would take the tiled path alike.
     int shared = vectors > CK_DIRECT_MULTI_MAX && atomic_load_explicit(&ck_active, memory_order_relaxed) == CK_ISA_AVX512;

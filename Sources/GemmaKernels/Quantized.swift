@@ -154,11 +154,7 @@ public struct WeightMatrix: @unchecked Sendable {
                       cols: Int64($0.columns), row_stride: Int64($0.rowStride))
         }
         let pointers: [UnsafeMutablePointer<Float>?] = outputs
-        if count == 1 {
-            _ = ck_matvec_group(context.pool, Int32(specs.count), specs, x, pointers)
-        } else {
-            _ = ck_matmul_group(context.pool, Int32(specs.count), specs, x, Int64(count), pointers)
-        }
+        _ = ck_matmul_group(context.pool, Int32(specs.count), specs, x, Int64(count), pointers)
     }
 
     /// Float formats (f32, f16, bf16) in batches above this size go through sgemm.

@@ -85,9 +85,9 @@ public final class KVCache: @unchecked Sendable {
         }
     }
 
-    /// Reads `count` floats of slot `slot`'s K (or V) row of `layer`, from element `offset`.
-    func load(layer: Int, slot: Int, offset: Int = 0, count: Int, value: Bool, into destination: UnsafeMutablePointer<Float>) {
-        let base = (value ? values : keys)[layer] + (slot * config.kvDim + offset) * elementBytes
+    /// Reads `count` floats of slot `slot`'s K (or V) row of `layer`.
+    func load(layer: Int, slot: Int, count: Int, value: Bool, into destination: UnsafeMutablePointer<Float>) {
+        let base = (value ? values : keys)[layer] + slot * config.kvDim * elementBytes
         if elementBytes == 2 {
             HalfFloat.f16ToFloats(base.assumingMemoryBound(to: UInt16.self), destination, count: count)
         } else {

@@ -374,15 +374,20 @@ public final class TextModel: @unchecked Sendable {
         let mixedBase = mixed.baseAddress!, queryBase = queries.baseAddress!
         let halfPrecision = c.halfPrecisionAttention
         let cacheRef = cache
-        /// Causal, or a member of the query's bidirectional group (only keys of this batch can
-        /// be ahead of the query, since a group never spans batches); transformers' window is
-        /// one-sided (key > query − window), so group members ahead of the query stay visible.
-        func allowed(query t: Int, key j: Int) -> Bool {
-            let queryPosition = firstPosition + t, keyPosition = keyStart + j
-            if !isGlobal && keyPosition <= queryPosition - window { return false }
-            if keyPosition <= queryPosition { return true }
-            let group = groupIDs[t]
-            return group >= 0 && group == groupIDs[keyPosition - firstPosition]
+        // The keys row t may see form one run: causal, plus the rest of its bidirectional group
+        // (members ahead of the query are keys of this batch: a group never spans batches);
+        // local layers drop keys at or before query − window (transformers' one-sided window,
+        // so group members ahead stay visible). Computed once per row, for every head.
+        var groupAhead = [Int](repeating: 0, count: count)  // following rows of the same group
+        if count > 1 {
+            for t in stride(from: count - 2, through: 0, by: -1) where groupIDs[t] >= 0 && groupIDs[t + 1] == groupIDs[t] {
+                groupAhead[t] = groupAhead[t + 1] + 1
+            }
+        }
+        let visibleKeys = (0..<count).map { t -> Range<Int> in
+            let queryPosition = firstPosition + t
+            let first = isGlobal ? keyStart : max(keyStart, queryPosition - window + 1)
+            return (first - keyStart)..<(queryPosition + groupAhead[t] + 1 - keyStart)
         }
         let attendTask = { (task: Int) in
             let h = task % c.headCount
@@ -391,14 +396,9 @@ public final class TextModel: @unchecked Sendable {
             let queryRange = firstQuery..<min(count, firstQuery + 8)
             if let keyRun, let valueRun {
                 // Blocked products over the keys some query of the run may see.
-                var low = keyCount, high = 0
-                for t in queryRange {
-                    for j in 0..<keyCount where allowed(query: t, key: j) {
-                        low = min(low, j)
-                        high = max(high, j + 1)
-                    }
-                }
-                let width = max(0, high - low)
+                let low = visibleKeys[queryRange].map(\.lowerBound).min()!
+                let high = visibleKeys[queryRange].map(\.upperBound).max()!
+                let width = high - low
                 let scores = UnsafeMutableBufferPointer<Float>.allocate(capacity: max(1, queryRange.count * width))
                 defer { scores.deallocate() }
                 VectorOps.attentionScores(queryBase + firstQuery * qDim + h * headDim, queries: queryRange.count,
@@ -406,7 +406,8 @@ public final class TextModel: @unchecked Sendable {
                                           keyStride: kvDim, count: headDim, into: scores.baseAddress!, scoreStride: width)
                 for (r, t) in queryRange.enumerated() {
                     let row = UnsafeMutableBufferPointer(rebasing: scores[(r * width)..<((r + 1) * width)])
-                    for j in low..<high where !allowed(query: t, key: j) { row[j - low] = -.infinity }
+                    for j in low..<visibleKeys[t].lowerBound { row[j - low] = -.infinity }
+                    for j in visibleKeys[t].upperBound..<high { row[j - low] = -.infinity }
                     Dense.softmax(row)
                     if halfPrecision { HalfFloat.roundToHalf(row) }
                 }
@@ -423,7 +424,7 @@ public final class TextModel: @unchecked Sendable {
             for t in queryRange {
                 let query = queryBase + t * qDim + h * headDim
                 for j in 0..<keyCount {
-                    guard allowed(query: t, key: j) else { scores[j] = -.infinity; continue }
+                    guard visibleKeys[t].contains(j) else { scores[j] = -.infinity; continue }
                     if let key = cacheRef.halfRow(layer: index, slot: slots[j], value: false) {
                         scores[j] = VectorOps.dot(query, half: key + kvOffset, count: headDim)
                     } else {

@@ -111,7 +111,7 @@ struct Bench: AsyncParsableCommand {
             }
         }
         if throughServices {
-            let (rate, ttft) = try await serviceDecodeRate(vocabulary: model.config.vocabSize)
+            let (rate, ttft) = try await serviceDecodeRate()
             figures["service_decode_tokens_per_second"] = rate
             figures["service_time_to_first_token_ms"] = ttft * 1000
             figures["service_vs_in_process"] = rate / result.decodeTokensPerSecond
@@ -126,7 +126,7 @@ struct Bench: AsyncParsableCommand {
     /// the mean time to the first token. The rate counts the tokens that arrive while every
     /// stream is decoding (from the last stream's first token to the first stream's last), so
     /// the serialized prefills at the start and the staggered ends do not dilute it.
-    private func serviceDecodeRate(vocabulary: Int) async throws -> (Double, Double) {
+    private func serviceDecodeRate() async throws -> (Double, Double) {
         let client = try services.client(.decoder)
         let start = ContinuousClock.now
         let perStream = try await withThrowingTaskGroup(of: (arrivals: [Double], first: Double).self) { group in

@@ -144,7 +144,8 @@ int ck_matvec_group(ck_pool *pool, int count, const ck_matrix *matrices, const f
 
 /// `y[m] = x · matrices[m]ᵀ` for `vectors` input rows (`ck_matvec_multi` per matrix, results
 /// identical) for up to `CK_MATVEC_GROUP_MAX` matrices reading the same `x` (q/k/v, gate/up):
-/// where they share the activation scheme, `x` is quantized once and one pool pass runs them.
+/// one vector goes to `ck_matvec_group`; batches that share the activation scheme quantize `x`
+/// once and run in one pool pass.
 int ck_matmul_group(ck_pool *pool, int count, const ck_matrix *matrices, const float *x, int64_t vectors,
                     float *const *y);
 
