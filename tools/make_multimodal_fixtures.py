@@ -19,7 +19,6 @@ What it writes, and where the expected numbers come from:
   (each step a full forward over prompt + continuation, generated tokens of type 0).
 - manifest.json: model facts and the cases the Swift tests read.
 """
-import json
 import os
 import sys
 
@@ -30,6 +29,8 @@ from PIL import Image
 import transformers
 from transformers import Gemma3Config, Gemma3ForConditionalGeneration
 from transformers.models.gemma3.image_processing_pil_gemma3 import Gemma3ImageProcessorPil
+
+from make_vision_fixtures import write_manifest  # tools/ is the script's folder
 
 ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "Tests", "Fixtures",
                                      "multimodal"))
@@ -198,12 +199,7 @@ def main():
     manifest = dict(transformers=transformers.__version__, model="mm64", vocabulary=VOCAB, hidden=HIDDEN,
                     sliding_window=WINDOW, image_token=IMAGE, boi=BOI, eoi=EOI, tokens_per_image=TOKENS,
                     cases=[run_case(model, processor, paths, c) for c in CASES])
-    with open(os.path.join(ROOT, "manifest.json"), "w") as f:
-        json.dump(manifest, f, indent=1)
-    total = 0
-    for dirpath, _, files in os.walk(ROOT):
-        total += sum(os.path.getsize(os.path.join(dirpath, n)) for n in files)
-    print(f"fixtures: {total / 1e6:.2f} MB under {ROOT}", file=sys.stderr)
+    write_manifest(ROOT, manifest)
 
 
 if __name__ == "__main__":

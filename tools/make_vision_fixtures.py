@@ -372,6 +372,15 @@ def make_resize_sweep():
     return entries
 
 
+def write_manifest(root, manifest):
+    """Writes root/manifest.json and reports the size of everything under root."""
+    with open(os.path.join(root, "manifest.json"), "w") as f:
+        json.dump(manifest, f, indent=1)
+    total = 0
+    for dirpath, _, files in os.walk(root):
+        total += sum(os.path.getsize(os.path.join(dirpath, n)) for n in files)
+    print(f"fixtures: {total / 1e6:.2f} MB under {root}", file=sys.stderr)
+
 def main():
     print("transformers", transformers.__version__, "torch", torch.__version__, file=sys.stderr)
     models, processors, manifest = {}, {}, {"transformers": transformers.__version__,
@@ -433,17 +442,11 @@ def main():
              pan_and_scan=dict(min_crop_size=100, max_num_crops=2, min_ratio=2.0)),
     ]
     for case in cases:
-        case["image"] = case["image"]
         record = run_case(case, models, images, processors)
         record["png"] = os.path.relpath(images[case["image"]], ROOT)
         manifest["cases"].append(record)
         print(f"{case['name']}: crops {record['num_crops']} boxes {record['boxes']}", file=sys.stderr)
-    with open(os.path.join(ROOT, "manifest.json"), "w") as f:
-        json.dump(manifest, f, indent=1)
-    total = 0
-    for dirpath, _, files in os.walk(ROOT):
-        total += sum(os.path.getsize(os.path.join(dirpath, n)) for n in files)
-    print(f"fixtures: {total / 1e6:.2f} MB under {ROOT}", file=sys.stderr)
+    write_manifest(ROOT, manifest)
 
 
 if __name__ == "__main__":
