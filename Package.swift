@@ -76,9 +76,9 @@ let package = Package(
 
         // MARK: Tests
         .testTarget(name: "GemmaRPCTests", dependencies: ["GemmaRPC", "GemmaAPI"]),
-        .testTarget(name: "GemmaWeightsTests", dependencies: ["GemmaWeights"]),
+        .testTarget(name: "GemmaWeightsTests", dependencies: ["GemmaWeights", "GemmaKernels"]),
         .testTarget(name: "GemmaKernelsTests", dependencies: ["GemmaKernels"]),
-        .testTarget(name: "GemmaTokenizerTests", dependencies: ["GemmaTokenizer"], exclude: ["Fixtures"]),
+        .testTarget(name: "GemmaTokenizerTests", dependencies: ["GemmaTokenizer", "GemmaKernels"], exclude: ["Fixtures"]),
         .testTarget(name: "GemmaTextTests", dependencies: ["GemmaText"]),
         .testTarget(name: "GemmaVisionTests", dependencies: ["GemmaVision"]),
         .testTarget(name: "ServiceTests", dependencies: ["GemmaRPC", "GemmaAPI"]),

@@ -1,6 +1,6 @@
-/// A small, fast, seedable generator (Steele et al.'s SplitMix64): sampling draws and
-/// benchmark data. Not for anything secret.
-public struct SplitMix64: Sendable {
+/// A small, fast, seedable generator (Steele et al.'s SplitMix64): sampling draws, benchmark
+/// data and tests that must repeat exactly. Not for anything secret.
+public struct SplitMix64: RandomNumberGenerator, Sendable {
     public var state: UInt64
 
     public init(seed: UInt64) { state = seed }

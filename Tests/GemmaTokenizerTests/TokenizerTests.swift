@@ -1,4 +1,5 @@
 import Foundation
+import GemmaKernels
 import XCTest
 import GemmaWeights
 @testable import GemmaTokenizer
@@ -106,7 +107,7 @@ final class TokenizerTests: XCTestCase {
         let alphabet: [Unicode.Scalar] = Array("aZ09 \t\n\r<>_/éßЖλ中日ひカ한אعह๑ก\u{200D}\u{FE0F}\u{301}\u{E000}\u{A0}\u{3000}".unicodeScalars)
             + ["\u{1F600}", "\u{1F469}", "\u{1F3FD}", "\u{10FFFD}", "\u{1D400}", "\u{0}", "\u{7F}", "\u{FFFD}"]
         let fragments = ["<start_of_turn>", "<end_of_turn>", "<eos>", "<image_soft_token>", "<start_of_image>", "\n\n", "    "]
-        var generator = SeededGenerator(seed: 0x7E57)
+        var generator = SplitMix64(seed: 0x7E57)
         for _ in 0..<300 {
             var text = ""
             for _ in 0..<Int.random(in: 0...40, using: &generator) {

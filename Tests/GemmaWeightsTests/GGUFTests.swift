@@ -1,4 +1,5 @@
 import Foundation
+import GemmaKernels
 import XCTest
 @testable import GemmaWeights
 
@@ -417,18 +418,5 @@ final class GGUFTests: XCTestCase {
         let tensorBytes = gguf.tensors.reduce(0) { $0 + $1.byteCount }
         XCTAssertLessThanOrEqual(tensorBytes, gguf.file.bytes.count - gguf.dataOffset)
         XCTAssertGreaterThan(tensorBytes, 240_000_000)
-    }
-}
-
-/// A small deterministic generator so the corruption corpus is the same on every run.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49EB_00D7_D4EB
-        return z ^ (z >> 31)
     }
 }
