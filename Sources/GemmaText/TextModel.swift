@@ -389,6 +389,8 @@ public final class TextModel: @unchecked Sendable {
             let first = isGlobal ? keyStart : max(keyStart, queryPosition - window + 1)
             return (first - keyStart)..<(queryPosition + groupAhead[t] + 1 - keyStart)
         }
+        // Decode reads the cache in place: each key's slot, worked out once for all heads.
+        let slots = keyRun == nil ? (0..<keyCount).map { cache.slot(layer: index, position: keyStart + $0) } : []
         let attendTask = { (task: Int) in
             let h = task % c.headCount
             let kvOffset = (h / groupSize) * headDim
@@ -420,7 +422,6 @@ public final class TextModel: @unchecked Sendable {
             // the position's slot); f16 rows are widened inside the products, exactly.
             let scores = UnsafeMutableBufferPointer<Float>.allocate(capacity: keyCount)
             defer { scores.deallocate() }
-            let slots = (0..<keyCount).map { cacheRef.slot(layer: index, position: keyStart + $0) }
             for t in queryRange {
                 let query = queryBase + t * qDim + h * headDim
                 for j in 0..<keyCount {
