@@ -533,100 +533,119 @@ static void ck_matvec_task(void *context, int64_t index) {
 #if CK_X86
 #define CK_AVX512_TARGET __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")))
 
-/// Activations repacked for the tiled kernel: values as unsigned bytes (x + 128), block scales
-/// (broadcast to the 8 lanes of a block's sums as they are read), and block sums.
+/// The tiled kernel works on groups of four weight rows and four activation vectors, each laid
+/// out block by block so that one pointer walks a group: per 32-column block, activations hold
+/// `ux[4][32]` (values as unsigned bytes, x + 128), `d[4]` (scales) and `s[4]` (scaled sums);
+/// weights hold `q[4][32]` (int8 values), `corr[4][8]` (per-lane −128·Σ of 4 values, which
+/// undoes the +128), `lo[4]`, `hi[4]` (scales of a block's low and high 16 values) and
+/// `mins[4]` (minimum coefficients). Rows and vectors past the end are zero (they add nothing
+/// and are never stored).
+enum { CK_TILE_X_BYTES = 4 * 32 + 4 * 4 + 4 * 4, CK_TILE_W_BYTES = 4 * 32 + 4 * 32 + 3 * 4 * 4 };
+
 typedef struct {
-    int64_t padded_blocks;
-    uint8_t *ux;      // count × padded_blocks × 32
-    float *d;         // count × padded_blocks
-    float *block_s;   // count × padded_blocks
+    int64_t blocks;   // 32-column blocks per vector
+    int64_t groups;   // groups of four vectors
+    uint8_t *data;    // groups × blocks × CK_TILE_X_BYTES
 } ck_x_tiles;
 
-/// A weight row prepared for the tiled kernel: int8 values, per-lane correction
-/// −128·Σ(4 values) (undoes the +128 on activations), per-lane scales (low half ×4, high half
-/// ×4 per block), and minimum coefficients.
-typedef struct {
-    int8_t *q;        // padded_blocks × 32
-    int32_t *corr;    // padded_blocks × 8
-    float *lane_scale;// padded_blocks × 8
-    float *mins;      // padded_blocks
-    int has_min;
-} ck_w_tile;
+/// Scratch memory of the calling pool thread, kept between calls (the pool's threads live as
+/// long as the model), so prefill does not fault in fresh pages for every matrix.
+static _Thread_local uint8_t *ck_scratch_memory;
+static _Thread_local size_t ck_scratch_capacity;
 
-/// `y[v][r] = row_r · x_v` for up to 4 rows × 4 vectors. Each (row, vector) pair goes through
-/// exactly the operations of the per-row AVX2/AVX-512 kernels (`dot_unpacked`): per block,
-/// exact int32 lane sums, converted, scaled by (row scale × activation scale) and fused-added
-/// into eight float lanes; the same final reduction; minimum terms added block by block. So
-/// results do not depend on the tile shape, the batch size, or AVX2 versus AVX-512.
+static void *ck_thread_scratch(size_t bytes) {
+    if (bytes > ck_scratch_capacity) {
+        free(ck_scratch_memory);
+        ck_scratch_memory = aligned_alloc(64, (bytes + 63) / 64 * 64);
+        ck_scratch_capacity = ck_scratch_memory ? bytes : 0;
+    }
+    return ck_scratch_memory;
+}
+
+/// `out[4r + v] = row_r · x_v` for a group of four rows and four vectors. Each (row, vector)
+/// pair goes through exactly the operations of the per-row AVX2/AVX-512 kernels
+/// (`dot_unpacked`): per block, exact int32 lane sums, converted, scaled by (row scale ×
+/// activation scale) and fused-added into eight float lanes; the same final reduction; minimum
+/// terms added block by block. So results do not depend on the tile shape, the batch size, or
+/// AVX2 versus AVX-512. Where a block has one scale (every format but Q6_K) the sixteen scale
+/// products of a block are made in one 16-lane multiply beforehand (`products`, 16 per block)
+/// and read as broadcast operands, which leaves dpbusd, convert and fma per pair and block.
 static inline __attribute__((always_inline)) CK_AVX512_TARGET void ck_tile_avx512(
-    const ck_w_tile *w, int rows, const ck_x_tiles *x, int64_t v0, int vectors, float *y, int64_t y_stride) {
+    const uint8_t *w, const uint8_t *x, int64_t nb, const int uniform, int has_min, float *products, float *out) {
+    const __m512i row_of_lane = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
+    const __m512i vector_of_lane = _mm512_set_epi32(3, 2, 1, 0, 3, 2, 1, 0, 3, 2, 1, 0, 3, 2, 1, 0);
+    if (uniform)
+        for (int64_t b = 0; b < nb; b++) {
+            __m512 row_scale = _mm512_permutexvar_ps(row_of_lane, _mm512_castps128_ps512(_mm_loadu_ps((const float *)(w + b * CK_TILE_W_BYTES + 256))));
+            __m512 vector_scale = _mm512_permutexvar_ps(vector_of_lane, _mm512_castps128_ps512(_mm_loadu_ps((const float *)(x + b * CK_TILE_X_BYTES + 128))));
+            _mm512_store_ps(products + 16 * b, _mm512_mul_ps(row_scale, vector_scale));
+        }
     __m256 acc[4][4];
     for (int r = 0; r < 4; r++)
         for (int v = 0; v < 4; v++) acc[r][v] = _mm256_setzero_ps();
-    int64_t nb = x->padded_blocks;
+    __m512 minimum = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *wb = w + b * CK_TILE_W_BYTES, *xb = x + b * CK_TILE_X_BYTES;
         __m256i q[4], corr[4];
-        __m256 scale[4];
-        for (int r = 0; r < rows; r++) {
-            q[r] = _mm256_loadu_si256((const __m256i *)(w[r].q + 32 * b));
-            corr[r] = _mm256_loadu_si256((const __m256i *)(w[r].corr + 8 * b));
-            scale[r] = _mm256_loadu_ps(w[r].lane_scale + 8 * b);
+        for (int r = 0; r < 4; r++) {
+            q[r] = _mm256_loadu_si256((const __m256i *)(wb + 32 * r));
+            corr[r] = _mm256_loadu_si256((const __m256i *)(wb + 128 + 32 * r));
         }
-        for (int v = 0; v < vectors; v++) {
-            __m256i ux = _mm256_loadu_si256((const __m256i *)(x->ux + ((v0 + v) * nb + b) * 32));
-            __m256 d = _mm256_broadcast_ss(x->d + (v0 + v) * nb + b);
-            for (int r = 0; r < rows; r++) {
+        const float *lo = (const float *)(wb + 256), *hi = (const float *)(wb + 272), *d = (const float *)(xb + 128);
+        for (int v = 0; v < 4; v++) {
+            __m256i ux = _mm256_loadu_si256((const __m256i *)(xb + 32 * v));
+            for (int r = 0; r < 4; r++) {
                 // corr + Σ (x+128)·q = Σ x·q, exactly.
                 __m256i sums = _mm256_dpbusd_epi32(corr[r], ux, q[r]);
-                acc[r][v] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), _mm256_mul_ps(scale[r], d), acc[r][v]);
+                __m256 scale = uniform ? _mm256_set1_ps(products[16 * b + 4 * r + v])
+                                       : _mm256_mul_ps(_mm256_set_m128(_mm_set1_ps(hi[r]), _mm_set1_ps(lo[r])), _mm256_set1_ps(d[v]));
+                acc[r][v] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), scale, acc[r][v]);
             }
         }
+        // Minimum terms: per pair Σ_b fmaf(min_b, s_b, ·) in block order, as the per-row
+        // kernels add them; the 16 pairs run as the lanes of one register (lane 4r + v).
+        if (has_min)
+            minimum = _mm512_fmadd_ps(_mm512_permutexvar_ps(row_of_lane, _mm512_castps128_ps512(_mm_loadu_ps((const float *)(wb + 288)))),
+                                      _mm512_permutexvar_ps(vector_of_lane, _mm512_castps128_ps512(_mm_loadu_ps((const float *)(xb + 144)))), minimum);
     }
-    // Minimum terms: per (row, vector) pair Σ_b fmaf(min_b, s_b, ·) in block order, as the
-    // per-row kernels add them; the 16 pairs run as the lanes of one register (lane 4r + v)
-    // instead of 16 serial chains.
-    float minimum[16] = {0};
-    int any_min = 0;
-    for (int r = 0; r < rows; r++) any_min |= w[r].has_min;
-    if (any_min) {
-        const __m512i row_of_lane = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
-        const __m512i vector_of_lane = _mm512_set_epi32(3, 2, 1, 0, 3, 2, 1, 0, 3, 2, 1, 0, 3, 2, 1, 0);
-        const float *mins[4], *sums[4];
-        for (int r = 0; r < 4; r++) mins[r] = r < rows && w[r].has_min ? w[r].mins : w[0].mins;
-        for (int v = 0; v < 4; v++) sums[v] = x->block_s + (v0 + (v < vectors ? v : 0)) * nb;
-        __m512 m = _mm512_setzero_ps();
-        for (int64_t b = 0; b < nb; b++) {
-            __m128 per_row = _mm_set_ps(mins[3][b], mins[2][b], mins[1][b], mins[0][b]);
-            __m128 per_vector = _mm_set_ps(sums[3][b], sums[2][b], sums[1][b], sums[0][b]);
-            m = _mm512_fmadd_ps(_mm512_permutexvar_ps(row_of_lane, _mm512_castps128_ps512(per_row)),
-                                _mm512_permutexvar_ps(vector_of_lane, _mm512_castps128_ps512(per_vector)), m);
-        }
-        _mm512_storeu_ps(minimum, m);
-    }
-    for (int r = 0; r < rows; r++) {
-        for (int v = 0; v < vectors; v++) {
-            float minimums = w[r].has_min ? minimum[4 * r + v] : 0;
+    _mm512_storeu_ps(out, minimum);
+    for (int r = 0; r < 4; r++)
+        for (int v = 0; v < 4; v++) {
             __m128 half = _mm_add_ps(_mm256_castps256_ps128(acc[r][v]), _mm256_extractf128_ps(acc[r][v], 1));
             half = _mm_add_ps(half, _mm_movehl_ps(half, half));
             half = _mm_add_ss(half, _mm_movehdup_ps(half));
-            y[(v0 + v) * y_stride + r] = _mm_cvtss_f32(half) + minimums;
+            out[4 * r + v] = _mm_cvtss_f32(half) + out[4 * r + v];
         }
-    }
 }
 
-/// Prepares row `row` of the job's weights into `tile` (buffers sized for padded blocks).
-static CK_AVX512_TARGET void ck_prepare_row_avx512(int type, const uint8_t *src, int64_t cols, int64_t pb, ck_w_tile *tile,
-                                                   float *scratch_scales) {
+/// Prepares `rows` (at most 4) consecutive weight rows into one group of the tiled layout.
+/// Returns whether the format has minimum terms.
+static CK_AVX512_TARGET int ck_prepare_group_avx512(int type, const uint8_t *src, int64_t row_stride, int rows, int64_t cols,
+                                                     uint8_t *group, uint8_t *scratch) {
     int64_t nb = cols / 32;
-    tile->has_min = unpack_row_avx512(type, src, cols, tile->q, scratch_scales, tile->mins);
+    int8_t *q = (int8_t *)scratch;
+    float *scales = (float *)(scratch + nb * 32), *mins = scales + 2 * nb;
     const __m256i offset = _mm256_set1_epi8((char)0x80);
-    for (int64_t b = 0; b < pb; b++) {
-        __m256i qv = _mm256_loadu_si256((const __m256i *)(tile->q + 32 * b));
-        __m256i plus = _mm256_dpbusd_epi32(_mm256_setzero_si256(), offset, qv);  // 128·Σ4 q
-        _mm256_storeu_si256((__m256i *)(tile->corr + 8 * b), _mm256_sub_epi32(_mm256_setzero_si256(), plus));
-        float lo = scratch_scales[2 * b], hi = scratch_scales[2 * b + 1];
-        _mm256_storeu_ps(tile->lane_scale + 8 * b, _mm256_set_m128(_mm_set1_ps(hi), _mm_set1_ps(lo)));
+    int has_min = 0;
+    for (int r = 0; r < 4; r++) {
+        if (r < rows) {
+            has_min |= unpack_row_avx512(type, src + r * row_stride, cols, q, scales, mins) > 0;
+        } else {
+            memset(q, 0, (size_t)nb * 32);
+            memset(scales, 0, (size_t)nb * 3 * sizeof(float));
+        }
+        for (int64_t b = 0; b < nb; b++) {
+            uint8_t *wb = group + b * CK_TILE_W_BYTES;
+            __m256i qv = _mm256_loadu_si256((const __m256i *)(q + 32 * b));
+            __m256i plus = _mm256_dpbusd_epi32(_mm256_setzero_si256(), offset, qv);  // 128·Σ4 q
+            _mm256_storeu_si256((__m256i *)(wb + 32 * r), qv);
+            _mm256_storeu_si256((__m256i *)(wb + 128 + 32 * r), _mm256_sub_epi32(_mm256_setzero_si256(), plus));
+            ((float *)(wb + 256))[r] = scales[2 * b];
+            ((float *)(wb + 272))[r] = scales[2 * b + 1];
+            ((float *)(wb + 288))[r] = mins[b];
+        }
     }
+    return has_min;
 }
 
 typedef struct {
@@ -642,56 +661,65 @@ static CK_AVX512_TARGET void ck_tiled_task(void *context, int64_t index) {
     int64_t first = index * job->rows_per_task;
     int64_t end = first + job->rows_per_task;
     if (end > job->rows) end = job->rows;
-    int64_t count = end - first;
-    int64_t pb = job->x->padded_blocks;
-    // Prepare every row of the task once (sized to stay in L2), then sweep vectors in tiles of
-    // four (their activations stay in L1) across row tiles of four.
-    ck_w_tile *tiles = malloc((size_t)count * sizeof(ck_w_tile));
-    uint8_t *memory = malloc((size_t)(count * pb * 100) + (size_t)pb * 8 + 64);
-    float *scratch_scales = (float *)memory;
-    uint8_t *cursor = memory + pb * 8 + 64;
-    for (int64_t r = 0; r < count; r++) {
-        tiles[r].q = (int8_t *)cursor; cursor += pb * 32;
-        tiles[r].corr = (int32_t *)cursor; cursor += pb * 32;
-        tiles[r].lane_scale = (float *)cursor; cursor += pb * 32;
-        tiles[r].mins = (float *)cursor; cursor += pb * 4;
-        ck_prepare_row_avx512(job->type, job->weights + (first + r) * job->row_stride, job->cols, pb, &tiles[r], scratch_scales);
+    int64_t groups = (end - first + 3) / 4, nb = job->x->blocks;
+    // Prepare every row of the task once (sized to stay in L2), then sweep vector groups
+    // (their activations stay in L1) across the row groups.
+    size_t prepared = (size_t)(groups * nb * CK_TILE_W_BYTES), unpacked = (size_t)(nb * 32 + nb * 3 * 4);
+    uint8_t *memory = ck_thread_scratch(prepared + unpacked + (size_t)nb * 64 + 128);
+    if (!memory) abort();
+    float *products = (float *)(memory + (prepared + unpacked + 63) / 64 * 64);
+    int has_min = 0;
+    for (int64_t g = 0; g < groups; g++) {
+        int rows = (int)(end - first - 4 * g < 4 ? end - first - 4 * g : 4);
+        has_min |= ck_prepare_group_avx512(job->type, job->weights + (first + 4 * g) * job->row_stride, job->row_stride, rows,
+                                           job->cols, memory + g * nb * CK_TILE_W_BYTES, memory + prepared);
     }
-    for (int64_t v0 = 0; v0 < job->count; v0 += 4) {
-        int vectors = (int)(job->count - v0 < 4 ? job->count - v0 : 4);
-        for (int64_t r0 = 0; r0 < count; r0 += 4) {
-            int rows = (int)(count - r0 < 4 ? count - r0 : 4);
-            // The full tile with constant bounds keeps the 16 accumulators in registers.
-            if (rows == 4 && vectors == 4)
-                ck_tile_avx512(tiles + r0, 4, job->x, v0, 4, job->y + first + r0, job->rows);
-            else
-                ck_tile_avx512(tiles + r0, rows, job->x, v0, vectors, job->y + first + r0, job->rows);
+    const int uniform = job->type != CK_Q6_K;  // every other format has one scale per block
+    float out[16];
+    for (int64_t vg = 0; vg < job->x->groups; vg++) {
+        const uint8_t *x = job->x->data + vg * nb * CK_TILE_X_BYTES;
+        int vectors = (int)(job->count - 4 * vg < 4 ? job->count - 4 * vg : 4);
+        for (int64_t g = 0; g < groups; g++) {
+            const uint8_t *w = memory + g * nb * CK_TILE_W_BYTES;
+            // Constant `uniform` in each call keeps the tile's branches out of the loop.
+            if (uniform) ck_tile_avx512(w, x, nb, 1, has_min, products, out);
+            else ck_tile_avx512(w, x, nb, 0, has_min, products, out);
+            int64_t row0 = first + 4 * g;
+            int rows = (int)(end - row0 < 4 ? end - row0 : 4);
+            for (int v = 0; v < vectors; v++)
+                for (int r = 0; r < rows; r++) job->y[(4 * vg + v) * job->rows + row0 + r] = out[4 * r + v];
         }
     }
-    free(memory);
-    free(tiles);
 }
 
 typedef struct {
     const float *x;
-    int64_t cols;
+    int64_t cols, count;
     int type;
     ck_x_tiles *tiles;
 } ck_repack_job;
 
-/// Quantizes activation vector `v` and lays it out for the tiled kernel.
+/// Quantizes activation vector `v` (zeros past the last vector) into its lane of the tiles.
 static CK_AVX512_TARGET void ck_repack_task(void *context, int64_t v) {
     ck_repack_job *job = (ck_repack_job *)context;
-    int64_t nb = job->cols / 32, pb = job->tiles->padded_blocks;
-    ck_q8_block *blocks = malloc((size_t)nb * sizeof(ck_q8_block));
-    quantize_q8_avx512(job->x + v * job->cols, blocks, job->cols, ck_activation_mode(job->type));
-    for (int64_t b = 0; b < nb; b++) {
-        uint8_t *ux = job->tiles->ux + (v * pb + b) * 32;
-        for (int j = 0; j < 32; j++) ux[j] = (uint8_t)(blocks[b].qs[j] ^ 0x80);  // x + 128
-        job->tiles->d[v * pb + b] = blocks[b].d;
-        job->tiles->block_s[v * pb + b] = blocks[b].s;
+    int64_t nb = job->tiles->blocks;
+    ck_q8_block *blocks = ck_thread_scratch((size_t)nb * sizeof(ck_q8_block));
+    if (!blocks) abort();
+    if (v < job->count) {
+        quantize_q8_avx512(job->x + v * job->cols, blocks, job->cols, ck_activation_mode(job->type));
+    } else {
+        memset(blocks, 0, (size_t)nb * sizeof(ck_q8_block));
     }
-    free(blocks);
+    uint8_t *group = job->tiles->data + (v / 4) * nb * CK_TILE_X_BYTES;
+    int lane = (int)(v % 4);
+    const __m256i flip = _mm256_set1_epi8((char)0x80);
+    for (int64_t b = 0; b < nb; b++) {
+        uint8_t *xb = group + b * CK_TILE_X_BYTES;
+        __m256i qs = _mm256_loadu_si256((const __m256i *)blocks[b].qs);
+        _mm256_storeu_si256((__m256i *)(xb + 32 * lane), _mm256_xor_si256(qs, flip));  // x + 128
+        ((float *)(xb + 128))[lane] = blocks[b].d;
+        ((float *)(xb + 144))[lane] = blocks[b].s;
+    }
 }
 
 typedef struct {
@@ -712,20 +740,17 @@ static CK_AVX512_TARGET void ck_tiled_group_task(void *context, int64_t index) {
 /// count) share one quantization and repacking of `x` and one pass of the pool.
 static CK_AVX512_TARGET int ck_matvec_tiled_avx512(ck_pool *pool, int n, const ck_matrix *m, const float *x,
                                                    int64_t count, float *const *y) {
-    int64_t cols = m[0].cols, pb = cols / 32;
-    ck_x_tiles tiles = {pb, malloc((size_t)(count * pb * 32)), malloc((size_t)(count * pb) * sizeof(float)),
-                        malloc((size_t)(count * pb) * sizeof(float))};
-    if (!tiles.ux || !tiles.d || !tiles.block_s) {
-        free(tiles.ux); free(tiles.d); free(tiles.block_s);
-        return 0;
-    }
-    ck_repack_job repack = {x, cols, m[0].type, &tiles};
-    ck_pool_run(pool, ck_repack_task, &repack, count);
+    int64_t cols = m[0].cols, nb = cols / 32;
+    ck_x_tiles tiles = {nb, (count + 3) / 4, NULL};
+    tiles.data = malloc((size_t)(tiles.groups * nb * CK_TILE_X_BYTES));
+    if (!tiles.data) return 0;
+    ck_repack_job repack = {x, cols, count, m[0].type, &tiles};
+    ck_pool_run(pool, ck_repack_task, &repack, 4 * tiles.groups);
     ck_tiled_group group = {n, {{0}}, {0}};
     for (int i = 0; i < n; i++) {
-        // Rows per task: prepared rows (100 bytes per 32 columns) within ~256 KiB, a multiple
+        // Rows per task: prepared rows (76 bytes per 32 columns) within ~256 KiB, a multiple
         // of 4, and at least four tasks per thread when the matrix allows.
-        int64_t per = (256 * 1024) / (pb * 100);
+        int64_t per = (256 * 1024) / (nb * CK_TILE_W_BYTES / 4);
         int64_t balanced = (m[i].rows + 4 * ck_pool_threads(pool) - 1) / (4 * ck_pool_threads(pool));
         if (balanced < per) per = balanced;
         per = per < 4 ? 4 : per / 4 * 4;
@@ -733,7 +758,7 @@ static CK_AVX512_TARGET int ck_matvec_tiled_avx512(ck_pool *pool, int n, const c
         group.first_task[i + 1] = group.first_task[i] + (m[i].rows + per - 1) / per;
     }
     ck_pool_run(pool, ck_tiled_group_task, &group, group.first_task[n]);
-    free(tiles.ux); free(tiles.d); free(tiles.block_s);
+    free(tiles.data);
     return 1;
 }
 #endif

@@ -169,6 +169,34 @@ final class QuantizedTests: XCTestCase {
         }
     }
 
+    /// The tiled batch kernel works on groups of four rows and four vectors: row and vector
+    /// counts that leave a partial group still equal per-vector matvec exactly.
+    func testBatchesWithPartialRowAndVectorGroupsEqualMatvec() throws {
+        let context = KernelContext(threads: 2)
+        for golden in try loadGoldens() where ck_uses_q8_activations(Int32(golden.format.rawValue)) != 0 {
+            let rowBytes = golden.blocks.count / golden.rows
+            for rows in [1, 3, 7, 10] {
+                // Rows cycle through the golden's rows.
+                let blocks = (0..<rows).flatMap { golden.blocks[(($0 % golden.rows) * rowBytes)..<(($0 % golden.rows + 1) * rowBytes)] }
+                try blocks.withUnsafeBytes { bytes in
+                    let matrix = try WeightMatrix(format: golden.format, bytes: bytes, rows: rows, columns: golden.columns)
+                    for count in [9, 14] {
+                        let x = randomFloats(count * golden.columns, seed: 41)
+                        var batched = [Float](repeating: .nan, count: count * rows)
+                        batched.withUnsafeMutableBufferPointer { matrix.matmul(x, count: count, into: $0.baseAddress!, context: context) }
+                        for v in 0..<count {
+                            var single = [Float](repeating: .nan, count: rows)
+                            single.withUnsafeMutableBufferPointer {
+                                matrix.matvec(Array(x[(v * golden.columns)..<((v + 1) * golden.columns)]), into: $0.baseAddress!, context: context)
+                            }
+                            XCTAssertEqual(Array(batched[(v * rows)..<((v + 1) * rows)]), single, "\(golden.format) \(rows) rows, batch \(count) vector \(v)")
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     /// Quantized products, f32 dot/axpy and f16 rounding give bit-identical results on every
     /// implementation (exact integer lane sums, the same fused float operations in the same
     /// order), so an AVX2-only or non-x86 machine reproduces this one's outputs.
