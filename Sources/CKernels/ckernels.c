@@ -103,6 +103,9 @@ static inline void ck_kquant_scale_min(int j, const uint8_t *packed, uint8_t *sc
 /// Most vectors the in-place multi-vector kernels (`dotn_*`) take at once.
 enum { CK_DIRECT_MULTI_MAX = 8 };
 
+/// Formats whose scales cover 16 values (two per 32-value block).
+static inline int ck_half_block_scales(int type) { return type == CK_Q6_K; }
+
 #define CK_SUFFIX scalar
 #define CK_TARGET
 #define CK_VARIANT_AVX2 0
@@ -149,6 +152,7 @@ typedef struct {
     void (*f16_to_f32_row)(const uint16_t *, float *, int64_t);
     int (*unpack_row)(int, const uint8_t *, int64_t, int8_t *, float *, float *);
     void (*dot_unpacked)(const int8_t *, const float *, const float *, int, int64_t, const ck_q8_block *, int64_t, float *, int64_t);
+    void (*dot_unpacked_sums)(const int8_t *, const float *, const float *, int, int, int64_t, const ck_q8_block *, int64_t, float *, int64_t);
     void (*attention_scores)(const float *, int64_t, int64_t, const float *, int64_t, int64_t, int64_t, float *, int64_t);
     void (*attention_mix)(const float *, int64_t, int64_t, const float *, int64_t, int64_t, int64_t, float *, int64_t);
     void (*geglu_f16_table)(float *, const float *, int64_t);
@@ -158,13 +162,13 @@ typedef struct {
 } ck_variant;
 
 static const ck_variant ck_variants[3] = {
-    {dequantize_row_scalar, quantize_q8_scalar, vec_dot_scalar, direct_kernel_scalar, direct4_kernel_scalar, directn_kernel_scalar, dot_f32_scalar, axpy_f32_scalar, round_to_half_scalar, f32_to_f16_row_scalar, f16_to_f32_row_scalar, unpack_row_scalar, dot_unpacked_scalar, attention_scores_scalar, attention_mix_scalar, geglu_f16_table_scalar, dot_f32_f16_scalar, axpy_f16_scalar, argmax_f32_scalar},
+    {dequantize_row_scalar, quantize_q8_scalar, vec_dot_scalar, direct_kernel_scalar, direct4_kernel_scalar, directn_kernel_scalar, dot_f32_scalar, axpy_f32_scalar, round_to_half_scalar, f32_to_f16_row_scalar, f16_to_f32_row_scalar, unpack_row_scalar, dot_unpacked_scalar, dot_unpacked_sums_scalar, attention_scores_scalar, attention_mix_scalar, geglu_f16_table_scalar, dot_f32_f16_scalar, axpy_f16_scalar, argmax_f32_scalar},
 #if CK_X86
-    {dequantize_row_avx2, quantize_q8_avx2, vec_dot_avx2, direct_kernel_avx2, direct4_kernel_avx2, directn_kernel_avx2, dot_f32_avx2, axpy_f32_avx2, round_to_half_avx2, f32_to_f16_row_avx2, f16_to_f32_row_avx2, unpack_row_avx2, dot_unpacked_avx2, attention_scores_avx2, attention_mix_avx2, geglu_f16_table_avx2, dot_f32_f16_avx2, axpy_f16_avx2, argmax_f32_avx2},
-    {dequantize_row_avx512, quantize_q8_avx512, vec_dot_avx512, direct_kernel_avx512, direct4_kernel_avx512, directn_kernel_avx512, dot_f32_avx512, axpy_f32_avx512, round_to_half_avx512, f32_to_f16_row_avx512, f16_to_f32_row_avx512, unpack_row_avx512, dot_unpacked_avx512, attention_scores_avx512, attention_mix_avx512, geglu_f16_table_avx512, dot_f32_f16_avx512, axpy_f16_avx512, argmax_f32_avx512},
+    {dequantize_row_avx2, quantize_q8_avx2, vec_dot_avx2, direct_kernel_avx2, direct4_kernel_avx2, directn_kernel_avx2, dot_f32_avx2, axpy_f32_avx2, round_to_half_avx2, f32_to_f16_row_avx2, f16_to_f32_row_avx2, unpack_row_avx2, dot_unpacked_avx2, dot_unpacked_sums_avx2, attention_scores_avx2, attention_mix_avx2, geglu_f16_table_avx2, dot_f32_f16_avx2, axpy_f16_avx2, argmax_f32_avx2},
+    {dequantize_row_avx512, quantize_q8_avx512, vec_dot_avx512, direct_kernel_avx512, direct4_kernel_avx512, directn_kernel_avx512, dot_f32_avx512, axpy_f32_avx512, round_to_half_avx512, f32_to_f16_row_avx512, f16_to_f32_row_avx512, unpack_row_avx512, dot_unpacked_avx512, dot_unpacked_sums_avx512, attention_scores_avx512, attention_mix_avx512, geglu_f16_table_avx512, dot_f32_f16_avx512, axpy_f16_avx512, argmax_f32_avx512},
 #else
-    {dequantize_row_scalar, quantize_q8_scalar, vec_dot_scalar, direct_kernel_scalar, direct4_kernel_scalar, directn_kernel_scalar, dot_f32_scalar, axpy_f32_scalar, round_to_half_scalar, f32_to_f16_row_scalar, f16_to_f32_row_scalar, unpack_row_scalar, dot_unpacked_scalar, attention_scores_scalar, attention_mix_scalar, geglu_f16_table_scalar, dot_f32_f16_scalar, axpy_f16_scalar, argmax_f32_scalar},
-    {dequantize_row_scalar, quantize_q8_scalar, vec_dot_scalar, direct_kernel_scalar, direct4_kernel_scalar, directn_kernel_scalar, dot_f32_scalar, axpy_f32_scalar, round_to_half_scalar, f32_to_f16_row_scalar, f16_to_f32_row_scalar, unpack_row_scalar, dot_unpacked_scalar, attention_scores_scalar, attention_mix_scalar, geglu_f16_table_scalar, dot_f32_f16_scalar, axpy_f16_scalar, argmax_f32_scalar},
+    {dequantize_row_scalar, quantize_q8_scalar, vec_dot_scalar, direct_kernel_scalar, direct4_kernel_scalar, directn_kernel_scalar, dot_f32_scalar, axpy_f32_scalar, round_to_half_scalar, f32_to_f16_row_scalar, f16_to_f32_row_scalar, unpack_row_scalar, dot_unpacked_scalar, dot_unpacked_sums_scalar, attention_scores_scalar, attention_mix_scalar, geglu_f16_table_scalar, dot_f32_f16_scalar, axpy_f16_scalar, argmax_f32_scalar},
+    {dequantize_row_scalar, quantize_q8_scalar, vec_dot_scalar, direct_kernel_scalar, direct4_kernel_scalar, directn_kernel_scalar, dot_f32_scalar, axpy_f32_scalar, round_to_half_scalar, f32_to_f16_row_scalar, f16_to_f32_row_scalar, unpack_row_scalar, dot_unpacked_scalar, dot_unpacked_sums_scalar, attention_scores_scalar, attention_mix_scalar, geglu_f16_table_scalar, dot_f32_f16_scalar, axpy_f16_scalar, argmax_f32_scalar},
 #endif
 };
 
@@ -470,6 +474,7 @@ typedef struct {
     const ck_q8_block *xq;
     int64_t count;  // input vectors
     float *y;
+    int prefill;    // prefill's arithmetic (`dot_unpacked_sums`) instead of decode's
 } ck_matvec_job;
 
 /// Rows per task: enough tasks to balance threads, each a multiple of 8 rows.
@@ -485,6 +490,22 @@ static void ck_matvec_task(void *context, int64_t index) {
     int64_t first = index * job->rows_per_task;
     int64_t end = first + job->rows_per_task;
     if (end > job->rows) end = job->rows;
+    if (job->prefill) {
+        // Prefill: decode each row once into int8 + scales, then dot it with every vector.
+        int64_t nb = job->cols / 32;
+        int8_t *q = malloc((size_t)job->cols);
+        float *scales = malloc((size_t)nb * 2 * sizeof(float)), *mins = malloc((size_t)nb * sizeof(float));
+        if (!q || !scales || !mins) abort();
+        int halves = ck_half_block_scales(job->type);
+        for (int64_t r = first; r < end; r++) {
+            int has_min = job->variant->unpack_row(job->type, job->weights + r * job->row_stride, job->cols, q, scales, mins);
+            job->variant->dot_unpacked_sums(q, scales, mins, has_min, halves, nb, job->xq, job->count, job->y + r, job->rows);
+        }
+        free(q);
+        free(scales);
+        free(mins);
+        return;
+    }
     float (*direct)(const uint8_t *, const ck_q8_block *, int64_t) = job->xq && job->count == 1 ? job->variant->direct_kernel(job->type) : NULL;
     if (direct) {
         // Decode: read blocks in place (bit-identical to unpacking first), four rows at a time
@@ -498,11 +519,16 @@ static void ck_matvec_task(void *context, int64_t index) {
         return;
     }
     void (*directn)(const uint8_t *, const ck_q8_block *, int64_t, int64_t, float *, int64_t) =
-        job->xq && job->count <= CK_DIRECT_MULTI_MAX ? job->variant->directn_kernel(job->type) : NULL;
+        job->xq ? job->variant->directn_kernel(job->type) : NULL;
     if (directn) {
-        // A few vectors (batched decode): each row read once, in place, for all of them.
+        // Several vectors (batched decode): each row read in place once per
+        // CK_DIRECT_MULTI_MAX vectors.
+        int64_t nb = job->cols / 32;
         for (int64_t r = first; r < end; r++)
-            directn(job->weights + r * job->row_stride, job->xq, job->cols / 32, job->count, job->y + r, job->rows);
+            for (int64_t v = 0; v < job->count; v += CK_DIRECT_MULTI_MAX) {
+                int64_t n = job->count - v < CK_DIRECT_MULTI_MAX ? job->count - v : CK_DIRECT_MULTI_MAX;
+                directn(job->weights + r * job->row_stride, job->xq + v * nb, nb, n, job->y + v * job->rows + r, job->rows);
+            }
         return;
     }
     if (job->xq) {
@@ -533,19 +559,23 @@ static void ck_matvec_task(void *context, int64_t index) {
 #if CK_X86
 #define CK_AVX512_TARGET __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")))
 
-/// The tiled kernel works on groups of four weight rows and four activation vectors, each laid
-/// out block by block so that one pointer walks a group: per 32-column block, activations hold
-/// `ux[4][32]` (values as unsigned bytes, x + 128), `d[4]` (scales) and `s[4]` (scaled sums);
-/// weights hold `q[4][32]` (int8 values), `corr[4][8]` (per-lane −128·Σ of 4 values, which
-/// undoes the +128), `lo[4]`, `hi[4]` (scales of a block's low and high 16 values) and
-/// `mins[4]` (minimum coefficients). Rows and vectors past the end are zero (they add nothing
-/// and are never stored).
-enum { CK_TILE_X_BYTES = 4 * 32 + 4 * 4 + 4 * 4, CK_TILE_W_BYTES = 4 * 32 + 4 * 32 + 3 * 4 * 4 };
+/// The tiled kernel keeps one weight row per int32 lane: a group of 16 rows is laid out per
+/// 32-column block as eight 64-byte chunks (chunk c holds values 4c…4c+3 of each of the 16
+/// rows, so a vpdpbusd with four activation bytes broadcast adds them into each row's lane),
+/// then `corr[2][16]` (−128 · Σ q over the low and high 16 values, or over all 32 in [0] when a
+/// block has one scale; this undoes the +128 that makes activations unsigned), `lo[16]`,
+/// `hi[16]` (scales) and `mins[16]`. A lane's integer sum is the exact block sum, so each row
+/// goes through exactly `dot_unpacked_sums`' chain (prefill's arithmetic) with no horizontal
+/// reduction and three float operations per block for 16 rows.
+enum { CK_GROUP_ROWS = 16, CK_GROUP_BLOCK_BYTES = 8 * 64 + 2 * 64 + 3 * 64 };
 
+/// Activations for the tiled kernel: per vector and block, values as unsigned bytes (x + 128),
+/// the scale and the scaled sum. Vectors are padded with zeros to a multiple of 4.
 typedef struct {
     int64_t blocks;   // 32-column blocks per vector
-    int64_t groups;   // groups of four vectors
-    uint8_t *data;    // groups × blocks × CK_TILE_X_BYTES
+    int64_t vectors;  // padded count
+    uint8_t *ux;      // vectors × blocks × 32
+    float *d, *s;     // vectors × blocks
 } ck_x_tiles;
 
 /// Scratch memory of the calling pool thread, kept between calls (the pool's threads live as
@@ -562,87 +592,75 @@ static void *ck_thread_scratch(size_t bytes) {
     return ck_scratch_memory;
 }
 
-/// `out[4r + v] = row_r · x_v` for a group of four rows and four vectors. Each (row, vector)
-/// pair goes through exactly the operations of the per-row AVX2/AVX-512 kernels
-/// (`dot_unpacked`): per block, exact int32 lane sums, converted, scaled by (row scale ×
-/// activation scale) and fused-added into eight float lanes; the same final reduction; minimum
-/// terms added block by block. So results do not depend on the tile shape, the batch size, or
-/// AVX2 versus AVX-512. Where a block has one scale (every format but Q6_K) the sixteen scale
-/// products of a block are made in one 16-lane multiply beforehand (`products`, 16 per block)
-/// and read as broadcast operands, which leaves dpbusd, convert and fma per pair and block.
+/// `groups` (1 or 2) row groups × 4 vectors from `v0`: `out[g][v]` gets 16 rows' results.
 static inline __attribute__((always_inline)) CK_AVX512_TARGET void ck_tile_avx512(
-    const uint8_t *w, const uint8_t *x, int64_t nb, const int uniform, int has_min, float *products, float *out) {
-    const __m512i row_of_lane = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
-    const __m512i vector_of_lane = _mm512_set_epi32(3, 2, 1, 0, 3, 2, 1, 0, 3, 2, 1, 0, 3, 2, 1, 0);
-    if (uniform)
-        for (int64_t b = 0; b < nb; b++) {
-            __m512 row_scale = _mm512_permutexvar_ps(row_of_lane, _mm512_castps128_ps512(_mm_loadu_ps((const float *)(w + b * CK_TILE_W_BYTES + 256))));
-            __m512 vector_scale = _mm512_permutexvar_ps(vector_of_lane, _mm512_castps128_ps512(_mm_loadu_ps((const float *)(x + b * CK_TILE_X_BYTES + 128))));
-            _mm512_store_ps(products + 16 * b, _mm512_mul_ps(row_scale, vector_scale));
-        }
-    __m256 acc[4][4];
-    for (int r = 0; r < 4; r++)
-        for (int v = 0; v < 4; v++) acc[r][v] = _mm256_setzero_ps();
-    __m512 minimum = _mm512_setzero_ps();
+    const uint8_t *w, int64_t group_stride, const int groups, const int halves, int has_min, const ck_x_tiles *x, int64_t v0,
+    __m512 out[2][4]) {
+    int64_t nb = x->blocks;
+    for (int g = 0; g < groups; g++)
+        for (int v = 0; v < 4; v++) out[g][v] = _mm512_setzero_ps();
+    const uint8_t *ux[4];
+    for (int v = 0; v < 4; v++) ux[v] = x->ux + (v0 + v) * nb * 32;
     for (int64_t b = 0; b < nb; b++) {
-        const uint8_t *wb = w + b * CK_TILE_W_BYTES, *xb = x + b * CK_TILE_X_BYTES;
-        __m256i q[4], corr[4];
-        for (int r = 0; r < 4; r++) {
-            q[r] = _mm256_loadu_si256((const __m256i *)(wb + 32 * r));
-            corr[r] = _mm256_loadu_si256((const __m256i *)(wb + 128 + 32 * r));
+        const uint8_t *wb[2];
+        __m512i lo_sum[2][4], hi_sum[2][4];
+        for (int g = 0; g < groups; g++) {
+            wb[g] = w + g * group_stride + b * CK_GROUP_BLOCK_BYTES;
+            __m512i corr_lo = _mm512_loadu_si512(wb[g] + 512), corr_hi = _mm512_loadu_si512(wb[g] + 576);
+            for (int v = 0; v < 4; v++) { lo_sum[g][v] = corr_lo; hi_sum[g][v] = corr_hi; }
         }
-        const float *lo = (const float *)(wb + 256), *hi = (const float *)(wb + 272), *d = (const float *)(xb + 128);
-        for (int v = 0; v < 4; v++) {
-            __m256i ux = _mm256_loadu_si256((const __m256i *)(xb + 32 * v));
-            for (int r = 0; r < 4; r++) {
-                // corr + Σ (x+128)·q = Σ x·q, exactly.
-                __m256i sums = _mm256_dpbusd_epi32(corr[r], ux, q[r]);
-                __m256 scale = uniform ? _mm256_set1_ps(products[16 * b + 4 * r + v])
-                                       : _mm256_mul_ps(_mm256_set_m128(_mm_set1_ps(hi[r]), _mm_set1_ps(lo[r])), _mm256_set1_ps(d[v]));
-                acc[r][v] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), scale, acc[r][v]);
+        for (int c = 0; c < 8; c++) {
+            __m512i chunk[2];
+            for (int g = 0; g < groups; g++) chunk[g] = _mm512_loadu_si512(wb[g] + 64 * c);
+            for (int v = 0; v < 4; v++) {
+                int32_t four;
+                memcpy(&four, ux[v] + 32 * b + 4 * c, 4);
+                __m512i xs = _mm512_set1_epi32(four);
+                for (int g = 0; g < groups; g++) {
+                    if (halves && c >= 4) hi_sum[g][v] = _mm512_dpbusd_epi32(hi_sum[g][v], xs, chunk[g]);
+                    else lo_sum[g][v] = _mm512_dpbusd_epi32(lo_sum[g][v], xs, chunk[g]);
+                }
             }
         }
-        // Minimum terms: per pair Σ_b fmaf(min_b, s_b, ·) in block order, as the per-row
-        // kernels add them; the 16 pairs run as the lanes of one register (lane 4r + v).
-        if (has_min)
-            minimum = _mm512_fmadd_ps(_mm512_permutexvar_ps(row_of_lane, _mm512_castps128_ps512(_mm_loadu_ps((const float *)(wb + 288)))),
-                                      _mm512_permutexvar_ps(vector_of_lane, _mm512_castps128_ps512(_mm_loadu_ps((const float *)(xb + 144)))), minimum);
-    }
-    _mm512_storeu_ps(out, minimum);
-    for (int r = 0; r < 4; r++)
-        for (int v = 0; v < 4; v++) {
-            __m128 half = _mm_add_ps(_mm256_castps256_ps128(acc[r][v]), _mm256_extractf128_ps(acc[r][v], 1));
-            half = _mm_add_ps(half, _mm_movehl_ps(half, half));
-            half = _mm_add_ss(half, _mm_movehdup_ps(half));
-            out[4 * r + v] = _mm_cvtss_f32(half) + out[4 * r + v];
+        for (int g = 0; g < groups; g++) {
+            __m512 lo = _mm512_loadu_ps(wb[g] + 640), hi = _mm512_loadu_ps(wb[g] + 704), mins = _mm512_loadu_ps(wb[g] + 768);
+            for (int v = 0; v < 4; v++) {
+                __m512 d = _mm512_set1_ps(x->d[(v0 + v) * nb + b]);
+                out[g][v] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(lo_sum[g][v]), _mm512_mul_ps(lo, d), out[g][v]);
+                if (halves) out[g][v] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(hi_sum[g][v]), _mm512_mul_ps(hi, d), out[g][v]);
+                if (has_min) out[g][v] = _mm512_fmadd_ps(mins, _mm512_set1_ps(x->s[(v0 + v) * nb + b]), out[g][v]);
+            }
         }
+    }
 }
 
-/// Prepares `rows` (at most 4) consecutive weight rows into one group of the tiled layout.
+/// Prepares `rows` (at most 16) consecutive weight rows into one group of the tiled layout.
 /// Returns whether the format has minimum terms.
 static CK_AVX512_TARGET int ck_prepare_group_avx512(int type, const uint8_t *src, int64_t row_stride, int rows, int64_t cols,
                                                      uint8_t *group, uint8_t *scratch) {
     int64_t nb = cols / 32;
     int8_t *q = (int8_t *)scratch;
     float *scales = (float *)(scratch + nb * 32), *mins = scales + 2 * nb;
-    const __m256i offset = _mm256_set1_epi8((char)0x80);
-    int has_min = 0;
-    for (int r = 0; r < 4; r++) {
+    int has_min = 0, halves = ck_half_block_scales(type);
+    for (int r = 0; r < CK_GROUP_ROWS; r++) {
         if (r < rows) {
-            has_min |= unpack_row_avx512(type, src + r * row_stride, cols, q, scales, mins) > 0;
+            has_min = unpack_row_avx512(type, src + r * row_stride, cols, q, scales, mins) > 0;
         } else {
             memset(q, 0, (size_t)nb * 32);
             memset(scales, 0, (size_t)nb * 3 * sizeof(float));
         }
         for (int64_t b = 0; b < nb; b++) {
-            uint8_t *wb = group + b * CK_TILE_W_BYTES;
-            __m256i qv = _mm256_loadu_si256((const __m256i *)(q + 32 * b));
-            __m256i plus = _mm256_dpbusd_epi32(_mm256_setzero_si256(), offset, qv);  // 128·Σ4 q
-            _mm256_storeu_si256((__m256i *)(wb + 32 * r), qv);
-            _mm256_storeu_si256((__m256i *)(wb + 128 + 32 * r), _mm256_sub_epi32(_mm256_setzero_si256(), plus));
-            ((float *)(wb + 256))[r] = scales[2 * b];
-            ((float *)(wb + 272))[r] = scales[2 * b + 1];
-            ((float *)(wb + 288))[r] = mins[b];
+            uint8_t *wb = group + b * CK_GROUP_BLOCK_BYTES;
+            const int8_t *qb = q + 32 * b;
+            for (int c = 0; c < 8; c++) memcpy(wb + 64 * c + 4 * r, qb + 4 * c, 4);
+            int32_t lo = 0, hi = 0;
+            for (int k = 0; k < 16; k++) { lo += qb[k]; hi += qb[16 + k]; }
+            int32_t corr_lo = halves ? -128 * lo : -128 * (lo + hi), corr_hi = -128 * hi;
+            memcpy(wb + 512 + 4 * r, &corr_lo, 4);
+            memcpy(wb + 576 + 4 * r, &corr_hi, 4);
+            memcpy(wb + 640 + 4 * r, &scales[2 * b], 4);
+            memcpy(wb + 704 + 4 * r, &scales[2 * b + 1], 4);
+            memcpy(wb + 768 + 4 * r, &mins[b], 4);
         }
     }
     return has_min;
@@ -661,33 +679,39 @@ static CK_AVX512_TARGET void ck_tiled_task(void *context, int64_t index) {
     int64_t first = index * job->rows_per_task;
     int64_t end = first + job->rows_per_task;
     if (end > job->rows) end = job->rows;
-    int64_t groups = (end - first + 3) / 4, nb = job->x->blocks;
-    // Prepare every row of the task once (sized to stay in L2), then sweep vector groups
-    // (their activations stay in L1) across the row groups.
-    size_t prepared = (size_t)(groups * nb * CK_TILE_W_BYTES), unpacked = (size_t)(nb * 32 + nb * 3 * 4);
-    uint8_t *memory = ck_thread_scratch(prepared + unpacked + (size_t)nb * 64 + 128);
+    int64_t groups = (end - first + CK_GROUP_ROWS - 1) / CK_GROUP_ROWS, nb = job->x->blocks;
+    int64_t group_stride = nb * CK_GROUP_BLOCK_BYTES;
+    // Prepare every row of the task once (sized to stay in L2), then sweep vectors four at a
+    // time (their activations stay in L1) across pairs of row groups.
+    size_t prepared = (size_t)(groups * group_stride);
+    uint8_t *memory = ck_thread_scratch(prepared + (size_t)(nb * 32 + nb * 3 * 4));
     if (!memory) abort();
-    float *products = (float *)(memory + (prepared + unpacked + 63) / 64 * 64);
-    int has_min = 0;
+    int has_min = 0, halves = ck_half_block_scales(job->type);
     for (int64_t g = 0; g < groups; g++) {
-        int rows = (int)(end - first - 4 * g < 4 ? end - first - 4 * g : 4);
-        has_min |= ck_prepare_group_avx512(job->type, job->weights + (first + 4 * g) * job->row_stride, job->row_stride, rows,
-                                           job->cols, memory + g * nb * CK_TILE_W_BYTES, memory + prepared);
+        int64_t row0 = first + CK_GROUP_ROWS * g;
+        int rows = (int)(end - row0 < CK_GROUP_ROWS ? end - row0 : CK_GROUP_ROWS);
+        has_min = ck_prepare_group_avx512(job->type, job->weights + row0 * job->row_stride, job->row_stride, rows, job->cols,
+                                        memory + g * group_stride, memory + prepared);
     }
-    const int uniform = job->type != CK_Q6_K;  // every other format has one scale per block
-    float out[16];
-    for (int64_t vg = 0; vg < job->x->groups; vg++) {
-        const uint8_t *x = job->x->data + vg * nb * CK_TILE_X_BYTES;
-        int vectors = (int)(job->count - 4 * vg < 4 ? job->count - 4 * vg : 4);
-        for (int64_t g = 0; g < groups; g++) {
-            const uint8_t *w = memory + g * nb * CK_TILE_W_BYTES;
-            // Constant `uniform` in each call keeps the tile's branches out of the loop.
-            if (uniform) ck_tile_avx512(w, x, nb, 1, has_min, products, out);
-            else ck_tile_avx512(w, x, nb, 0, has_min, products, out);
-            int64_t row0 = first + 4 * g;
-            int rows = (int)(end - row0 < 4 ? end - row0 : 4);
-            for (int v = 0; v < vectors; v++)
-                for (int r = 0; r < rows; r++) job->y[(4 * vg + v) * job->rows + row0 + r] = out[4 * r + v];
+    __m512 out[2][4];
+    for (int64_t v0 = 0; v0 < job->count; v0 += 4) {
+        int vectors = (int)(job->count - v0 < 4 ? job->count - v0 : 4);
+        // Formats with 16-wide scales need two sums per lane: one group at a time keeps
+        // every accumulator in a register.
+        int64_t step = halves ? 1 : 2;
+        for (int64_t g = 0; g < groups; g += step) {
+            const uint8_t *w = memory + g * group_stride;
+            int pair = g + 1 < groups && step == 2;
+            // Constant group counts and `halves` in each call keep branches out of the loop.
+            if (halves) ck_tile_avx512(w, group_stride, 1, 1, has_min, job->x, v0, out);
+            else if (pair) ck_tile_avx512(w, group_stride, 2, 0, has_min, job->x, v0, out);
+            else ck_tile_avx512(w, group_stride, 1, 0, has_min, job->x, v0, out);
+            for (int k = 0; k < (pair ? 2 : 1); k++) {
+                int64_t row0 = first + CK_GROUP_ROWS * (g + k);
+                int rows = (int)(end - row0 < CK_GROUP_ROWS ? end - row0 : CK_GROUP_ROWS);
+                __mmask16 mask = (__mmask16)((1u << rows) - 1);
+                for (int v = 0; v < vectors; v++) _mm512_mask_storeu_ps(job->y + (v0 + v) * job->rows + row0, mask, out[k][v]);
+            }
         }
     }
 }
@@ -699,7 +723,7 @@ typedef struct {
     ck_x_tiles *tiles;
 } ck_repack_job;
 
-/// Quantizes activation vector `v` (zeros past the last vector) into its lane of the tiles.
+/// Quantizes activation vector `v` (zeros past the last vector) into the tiles.
 static CK_AVX512_TARGET void ck_repack_task(void *context, int64_t v) {
     ck_repack_job *job = (ck_repack_job *)context;
     int64_t nb = job->tiles->blocks;
@@ -710,15 +734,12 @@ static CK_AVX512_TARGET void ck_repack_task(void *context, int64_t v) {
     } else {
         memset(blocks, 0, (size_t)nb * sizeof(ck_q8_block));
     }
-    uint8_t *group = job->tiles->data + (v / 4) * nb * CK_TILE_X_BYTES;
-    int lane = (int)(v % 4);
     const __m256i flip = _mm256_set1_epi8((char)0x80);
     for (int64_t b = 0; b < nb; b++) {
-        uint8_t *xb = group + b * CK_TILE_X_BYTES;
         __m256i qs = _mm256_loadu_si256((const __m256i *)blocks[b].qs);
-        _mm256_storeu_si256((__m256i *)(xb + 32 * lane), _mm256_xor_si256(qs, flip));  // x + 128
-        ((float *)(xb + 128))[lane] = blocks[b].d;
-        ((float *)(xb + 144))[lane] = blocks[b].s;
+        _mm256_storeu_si256((__m256i *)(job->tiles->ux + (v * nb + b) * 32), _mm256_xor_si256(qs, flip));  // x + 128
+        job->tiles->d[v * nb + b] = blocks[b].d;
+        job->tiles->s[v * nb + b] = blocks[b].s;
     }
 }
 
@@ -740,79 +761,32 @@ static CK_AVX512_TARGET void ck_tiled_group_task(void *context, int64_t index) {
 /// count) share one quantization and repacking of `x` and one pass of the pool.
 static CK_AVX512_TARGET int ck_matvec_tiled_avx512(ck_pool *pool, int n, const ck_matrix *m, const float *x,
                                                    int64_t count, float *const *y) {
-    int64_t cols = m[0].cols, nb = cols / 32;
-    ck_x_tiles tiles = {nb, (count + 3) / 4, NULL};
-    tiles.data = malloc((size_t)(tiles.groups * nb * CK_TILE_X_BYTES));
-    if (!tiles.data) return 0;
+    int64_t cols = m[0].cols, nb = cols / 32, padded = (count + 3) / 4 * 4;
+    ck_x_tiles tiles = {nb, padded, malloc((size_t)(padded * nb * 32)), malloc((size_t)(padded * nb) * sizeof(float)),
+                        malloc((size_t)(padded * nb) * sizeof(float))};
+    if (!tiles.ux || !tiles.d || !tiles.s) {
+        free(tiles.ux); free(tiles.d); free(tiles.s);
+        return 0;
+    }
     ck_repack_job repack = {x, cols, count, m[0].type, &tiles};
-    ck_pool_run(pool, ck_repack_task, &repack, 4 * tiles.groups);
+    ck_pool_run(pool, ck_repack_task, &repack, padded);
     ck_tiled_group group = {n, {{0}}, {0}};
     for (int i = 0; i < n; i++) {
-        // Rows per task: prepared rows (76 bytes per 32 columns) within ~256 KiB, a multiple
-        // of 4, and at least four tasks per thread when the matrix allows.
-        int64_t per = (256 * 1024) / (nb * CK_TILE_W_BYTES / 4);
+        // Rows per task: prepared rows (52 bytes per 32 columns) within ~256 KiB, whole pairs
+        // of row groups, and at least four tasks per thread when the matrix allows.
+        int64_t pair = 2 * CK_GROUP_ROWS;
+        int64_t per = (256 * 1024) / (nb * CK_GROUP_BLOCK_BYTES / CK_GROUP_ROWS);
         int64_t balanced = (m[i].rows + 4 * ck_pool_threads(pool) - 1) / (4 * ck_pool_threads(pool));
         if (balanced < per) per = balanced;
-        per = per < 4 ? 4 : per / 4 * 4;
+        per = per < pair ? pair : per / pair * pair;
         group.jobs[i] = (ck_tiled_job){m[i].type, m[i].weights, m[i].rows, cols, m[i].row_stride, per, count, &tiles, y[i]};
         group.first_task[i + 1] = group.first_task[i] + (m[i].rows + per - 1) / per;
     }
     ck_pool_run(pool, ck_tiled_group_task, &group, group.first_task[n]);
-    free(tiles.data);
+    free(tiles.ux); free(tiles.d); free(tiles.s);
     return 1;
 }
 #endif
-
-int ck_matvec_multi(ck_pool *pool, int type, const void *weights, int64_t rows, int64_t cols,
-                    int64_t row_stride, const float *x, int64_t count, float *y) {
-    if (ck_row_bytes(type, cols) == 0 || rows < 0 || count < 0) return 0;
-    const ck_variant *variant = ck_current();
-#if CK_X86
-    // Small batches of formats with an in-place multi-vector kernel read each row once in place
-    // (decode of several sessions); larger ones go through the tiled kernel.
-    int small_direct = count <= CK_DIRECT_MULTI_MAX && variant->directn_kernel(type) != NULL;
-    if (count > 1 && !small_direct && ck_uses_q8_activations(type) && atomic_load_explicit(&ck_active, memory_order_relaxed) == CK_ISA_AVX512) {
-        ck_matrix matrix = {type, weights, rows, cols, row_stride};
-        return ck_matvec_tiled_avx512(pool, 1, &matrix, x, count, &y);
-    }
-#endif
-    ck_q8_block *xq = NULL;
-    if (ck_uses_q8_activations(type)) {
-        xq = malloc((size_t)(count * (cols / 32)) * sizeof(ck_q8_block));
-        if (!xq) return 0;
-        for (int64_t v = 0; v < count; v++)
-            variant->quantize_q8(x + v * cols, xq + v * (cols / 32), cols, ck_activation_mode(type));
-    }
-    ck_matvec_job job = {variant, type, weights, rows, cols, row_stride, ck_rows_per_task(pool, rows),
-                         x, xq, count, y};
-    ck_pool_run(pool, ck_matvec_task, &job, (rows + job.rows_per_task - 1) / job.rows_per_task);
-    free(xq);
-    return 1;
-}
-
-int ck_matvec(ck_pool *pool, int type, const void *weights, int64_t rows, int64_t cols,
-              int64_t row_stride, const float *x, float *y) {
-    return ck_matvec_multi(pool, type, weights, rows, cols, row_stride, x, 1, y);
-}
-
-int ck_matmul_group(ck_pool *pool, int count, const ck_matrix *matrices, const float *x, int64_t vectors, float *const *y) {
-    if (count < 1 || count > CK_MATVEC_GROUP_MAX) return 0;
-    if (vectors == 1) return ck_matvec_group(pool, count, matrices, x, y);
-#if CK_X86
-    // One repacking of x and one pool pass when every matrix would take the tiled path alike.
-    int shared = vectors > CK_DIRECT_MULTI_MAX && atomic_load_explicit(&ck_active, memory_order_relaxed) == CK_ISA_AVX512;
-    for (int i = 0; i < count && shared; i++)
-        shared = ck_row_bytes(matrices[i].type, matrices[i].cols) != 0 && ck_uses_q8_activations(matrices[i].type) &&
-                 matrices[i].cols == matrices[0].cols &&
-                 ck_activation_mode(matrices[i].type) == ck_activation_mode(matrices[0].type);
-    if (shared) return ck_matvec_tiled_avx512(pool, count, matrices, x, vectors, y);
-#endif
-    for (int i = 0; i < count; i++)
-        if (!ck_matvec_multi(pool, matrices[i].type, matrices[i].weights, matrices[i].rows, matrices[i].cols,
-                             matrices[i].row_stride, x, vectors, y[i]))
-            return 0;
-    return 1;
-}
 
 typedef struct {
     int count;
@@ -827,8 +801,11 @@ static void ck_group_task(void *context, int64_t index) {
     ck_matvec_task(&group->jobs[m], index - group->first_task[m]);
 }
 
-int ck_matvec_group(ck_pool *pool, int count, const ck_matrix *matrices, const float *x, float *const *y) {
-    if (count < 1 || count > CK_MATVEC_GROUP_MAX) return 0;
+/// `y[m] = x · matrices[m]ᵀ` for `vectors` inputs through the per-row kernels, every matrix in
+/// one pass of the pool; `prefill` picks prefill's arithmetic over decode's.
+static int ck_run_group(ck_pool *pool, int count, const ck_matrix *matrices, const float *x, int64_t vectors, float *const *y,
+                        int prefill) {
+    if (count < 1 || count > CK_MATVEC_GROUP_MAX || vectors < 0) return 0;
     const ck_variant *variant = ck_current();
     ck_group_job group;
     group.count = count;
@@ -839,18 +816,62 @@ int ck_matvec_group(ck_pool *pool, int count, const ck_matrix *matrices, const f
         const ck_matrix *w = &matrices[m];
         if (ck_row_bytes(w->type, w->cols) == 0 || w->rows < 0) { ok = 0; break; }
         if (ck_uses_q8_activations(w->type)) {
-            quantized[m] = malloc((size_t)(w->cols / 32) * sizeof(ck_q8_block));
+            int64_t nb = w->cols / 32;
+            quantized[m] = malloc((size_t)(vectors * nb) * sizeof(ck_q8_block) + 1);
             if (!quantized[m]) { ok = 0; break; }
-            variant->quantize_q8(x, quantized[m], w->cols, ck_activation_mode(w->type));
+            for (int64_t v = 0; v < vectors; v++)
+                variant->quantize_q8(x + v * w->cols, quantized[m] + v * nb, w->cols, ck_activation_mode(w->type));
+        } else if (prefill) {
+            ok = 0;
+            break;
         }
         ck_matvec_job job = {variant, w->type, w->weights, w->rows, w->cols, w->row_stride,
-                             ck_rows_per_task(pool, w->rows), x, quantized[m], 1, y[m]};
+                             ck_rows_per_task(pool, w->rows), x, quantized[m], vectors, y[m], prefill};
         group.jobs[m] = job;
         group.first_task[m + 1] = group.first_task[m] + (w->rows + job.rows_per_task - 1) / job.rows_per_task;
     }
     if (ok) ck_pool_run(pool, ck_group_task, &group, group.first_task[count]);
     for (int m = 0; m < count; m++) free(quantized[m]);
     return ok;
+}
+
+int ck_matvec_multi(ck_pool *pool, int type, const void *weights, int64_t rows, int64_t cols,
+                    int64_t row_stride, const float *x, int64_t count, float *y) {
+    ck_matrix matrix = {type, weights, rows, cols, row_stride};
+    return ck_run_group(pool, 1, &matrix, x, count, &y, 0);
+}
+
+int ck_matvec(ck_pool *pool, int type, const void *weights, int64_t rows, int64_t cols,
+              int64_t row_stride, const float *x, float *y) {
+    return ck_matvec_multi(pool, type, weights, rows, cols, row_stride, x, 1, y);
+}
+
+int ck_matvec_group(ck_pool *pool, int count, const ck_matrix *matrices, const float *x, float *const *y) {
+    return ck_run_group(pool, count, matrices, x, 1, y, 0);
+}
+
+int ck_matmul_group(ck_pool *pool, int count, const ck_matrix *matrices, const float *x, int64_t vectors, float *const *y) {
+    return ck_run_group(pool, count, matrices, x, vectors, y, 0);
+}
+
+int ck_prefill_group(ck_pool *pool, int count, const ck_matrix *matrices, const float *x, int64_t vectors, float *const *y) {
+    if (count < 1 || count > CK_MATVEC_GROUP_MAX || vectors < 1) return 0;
+    for (int i = 0; i < count; i++)
+        if (ck_row_bytes(matrices[i].type, matrices[i].cols) == 0 || !ck_uses_q8_activations(matrices[i].type) || matrices[i].rows < 0)
+            return 0;
+#if CK_X86
+    if (atomic_load_explicit(&ck_active, memory_order_relaxed) == CK_ISA_AVX512) {
+        // One quantization of x and one pool pass for the matrices that read it alike.
+        int shared = 1;
+        for (int i = 1; i < count; i++)
+            shared &= matrices[i].cols == matrices[0].cols && ck_activation_mode(matrices[i].type) == ck_activation_mode(matrices[0].type);
+        if (shared) return ck_matvec_tiled_avx512(pool, count, matrices, x, vectors, y);
+        for (int i = 0; i < count; i++)
+            if (!ck_matvec_tiled_avx512(pool, 1, &matrices[i], x, vectors, &y[i])) return 0;
+        return 1;
+    }
+#endif
+    return ck_run_group(pool, count, matrices, x, vectors, y, 1);
 }
 
 typedef struct {

@@ -416,6 +416,20 @@ static CK_TARGET int CK_NAME(unpack_row)(int type, const uint8_t *p, int64_t col
     }
 }
 
+#if CK_VARIANT_AVX2 || CK_VARIANT_AVX512
+/// Exact int32 lane sums of q·x over 4-byte groups (q, x signed).
+static inline CK_TARGET __m256i CK_NAME(lane_sums)(__m256i vq, __m256i vx) {
+    __m256i abs_q = _mm256_sign_epi8(vq, vq);
+    __m256i signed_x = _mm256_sign_epi8(vx, vq);
+#if CK_VARIANT_AVX512
+    return _mm256_dpbusd_epi32(_mm256_setzero_si256(), abs_q, signed_x);
+#else
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(abs_q, signed_x), _mm256_set1_epi16(1));
+#endif
+}
+
+#endif
+
 /// `y[v · y_stride] = row · x_v` for `count` activation vectors (each `nb` blocks), on a row
 /// prepared by `unpack_row`.
 static CK_TARGET void CK_NAME(dot_unpacked)(const int8_t *q, const float *scales, const float *mins, int has_min,
@@ -426,15 +440,8 @@ static CK_TARGET void CK_NAME(dot_unpacked)(const int8_t *q, const float *scales
 #if CK_VARIANT_AVX2 || CK_VARIANT_AVX512
         __m256 acc = _mm256_setzero_ps();
         for (int64_t b = 0; b < nb; b++) {
-            __m256i vq = _mm256_loadu_si256((const __m256i *)(q + 32 * b));
-            __m256i vx = _mm256_loadu_si256((const __m256i *)xb[b].qs);
-            __m256i abs_q = _mm256_sign_epi8(vq, vq);
-            __m256i signed_x = _mm256_sign_epi8(vx, vq);
-#if CK_VARIANT_AVX512
-            __m256i sums = _mm256_dpbusd_epi32(_mm256_setzero_si256(), abs_q, signed_x);
-#else
-            __m256i sums = _mm256_madd_epi16(_mm256_maddubs_epi16(abs_q, signed_x), _mm256_set1_epi16(1));
-#endif
+            __m256i sums = CK_NAME(lane_sums)(_mm256_loadu_si256((const __m256i *)(q + 32 * b)),
+                                              _mm256_loadu_si256((const __m256i *)xb[b].qs));
             // Lanes 0–3 hold the sums of elements 0–15, lanes 4–7 of 16–31.
             __m256 scale = _mm256_mul_ps(_mm256_set_m128(_mm_set1_ps(scales[2 * b + 1]), _mm_set1_ps(scales[2 * b])),
                                          _mm256_set1_ps(xb[b].d));
@@ -465,6 +472,43 @@ static CK_TARGET void CK_NAME(dot_unpacked)(const int8_t *q, const float *scales
     }
 }
 
+/// Prefill's arithmetic for one unpacked row and `count` vectors, which the batched prefill
+/// kernel (one row per lane, ckernels.c) performs exactly, whatever the batch: per block, the
+/// exact integer sum of q·xq (of each 16-value half apart with `halves`), converted and
+/// fused-added with (scale · x.d) into one accumulator, then min · x.s fused-added (with
+/// `has_min`), in block order. Decode's lane-wise chain (`dot_unpacked`) differs from it only
+/// in rounding; this one needs no per-block float work per 4 values, which is what makes the
+/// row-per-lane kernel fast.
+static CK_TARGET void CK_NAME(dot_unpacked_sums)(const int8_t *q, const float *scales, const float *mins, int has_min, int halves,
+                                                 int64_t nb, const ck_q8_block *x, int64_t count, float *y, int64_t y_stride) {
+    for (int64_t v = 0; v < count; v++) {
+        const ck_q8_block *xb = x + v * nb;
+        float acc = 0;
+        for (int64_t b = 0; b < nb; b++) {
+            int32_t lo = 0, hi = 0;
+#if CK_VARIANT_AVX2 || CK_VARIANT_AVX512
+            __m256i sums = CK_NAME(lane_sums)(_mm256_loadu_si256((const __m256i *)(q + 32 * b)),
+                                              _mm256_loadu_si256((const __m256i *)xb[b].qs));
+            __m128i h = _mm_hadd_epi32(_mm256_castsi256_si128(sums), _mm256_extracti128_si256(sums, 1));
+            h = _mm_hadd_epi32(h, h);  // lanes 0–3 summed (values 0–15), then lanes 4–7
+            lo = _mm_cvtsi128_si32(h);
+            hi = _mm_extract_epi32(h, 1);
+#else
+            for (int k = 0; k < 16; k++) lo += (int32_t)q[32 * b + k] * (int32_t)xb[b].qs[k];
+            for (int k = 16; k < 32; k++) hi += (int32_t)q[32 * b + k] * (int32_t)xb[b].qs[k];
+#endif
+            if (halves) {
+                acc = fmaf((float)lo, scales[2 * b] * xb[b].d, acc);
+                acc = fmaf((float)hi, scales[2 * b + 1] * xb[b].d, acc);
+            } else {
+                acc = fmaf((float)(lo + hi), scales[2 * b] * xb[b].d, acc);
+            }
+            if (has_min) acc = fmaf(mins[b], xb[b].s, acc);
+        }
+        y[v * y_stride] = acc;
+    }
+}
+
 #if !(CK_VARIANT_AVX2 || CK_VARIANT_AVX512)
 /// `dot_unpacked` for one Q8_0 row read in place (no unpacking): the same operations in the
 /// same order, so decode and batched prefill agree bit for bit. (The AVX variants' in-place
@@ -490,17 +534,6 @@ static CK_TARGET float CK_NAME(dot_q8_0_direct)(const uint8_t *p, const ck_q8_bl
 // Each builds a block's 32 int8 values in a register and then performs exactly the operations
 // of `dot_unpacked` (exact lane sums, scale = (lo|hi) × x.d, fused add, same reduction, minimum
 // terms by fmaf in block order), so decode agrees bit for bit with the batched kernels.
-
-/// Exact int32 lane sums of q·x over 4-byte groups (q, x signed).
-static inline CK_TARGET __m256i CK_NAME(lane_sums)(__m256i vq, __m256i vx) {
-    __m256i abs_q = _mm256_sign_epi8(vq, vq);
-    __m256i signed_x = _mm256_sign_epi8(vx, vq);
-#if CK_VARIANT_AVX512
-    return _mm256_dpbusd_epi32(_mm256_setzero_si256(), abs_q, signed_x);
-#else
-    return _mm256_madd_epi16(_mm256_maddubs_epi16(abs_q, signed_x), _mm256_set1_epi16(1));
-#endif
-}
 
 static inline CK_TARGET float CK_NAME(reduce8)(__m256 acc) {
     __m128 half = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));

@@ -84,6 +84,16 @@ public final class KernelContext: @unchecked Sendable {
     }
 }
 
+/// Which arithmetic a product of quantized weights uses. Both quantize activations to int8
+/// blocks and sum integer products exactly; they differ only in how block results are rounded
+/// into floats (see ckernels.h), so a model's logits on the two paths agree to float rounding.
+public enum ProductPath: Sendable {
+    /// Per-row kernels reading the weights in place: one or a few vectors (decode steps).
+    case decode
+    /// The batched kernel: prompt positions, any count.
+    case prefill
+}
+
 /// A `[rows × columns]` weight matrix in its stored format, rows `rowStride` bytes apart
 /// (the `[out, in]` layout of both GGUF and Hugging Face linear weights).
 ///
@@ -139,22 +149,29 @@ public struct WeightMatrix: @unchecked Sendable {
     }
 
     /// `outputs[m] = x · matrices[m]ᵀ` for `count` rows of `x` and up to four matrices that
-    /// read the same input (q/k/v, gate/up): identical to separate `matvec`/`matmul` calls, with
-    /// one pass of the thread pool and, for quantized batches, one quantization of `x`.
+    /// read the same input (q/k/v, gate/up): identical to separate `matmul` calls on the same
+    /// path, with one pass of the thread pool (and on the prefill path, for quantized
+    /// matrices, one quantization of `x`).
     public static func multiplyGroup(_ matrices: [WeightMatrix], _ x: UnsafePointer<Float>, count: Int,
-                                     into outputs: [UnsafeMutablePointer<Float>], context: KernelContext) {
+                                     into outputs: [UnsafeMutablePointer<Float>], path: ProductPath,
+                                     context: KernelContext) {
         precondition(matrices.count == outputs.count && matrices.count <= Int(CK_MATVEC_GROUP_MAX),
                      "one output per matrix, at most \(CK_MATVEC_GROUP_MAX)")
-        guard count > 1 ? matrices.allSatisfy(\.isQuantized) : true else {
-            for (matrix, output) in zip(matrices, outputs) { matrix.matmul(x, count: count, into: output, context: context) }
-            return
-        }
         let specs = matrices.map {
             ck_matrix(type: Int32($0.format.rawValue), weights: $0.base, rows: Int64($0.rows),
                       cols: Int64($0.columns), row_stride: Int64($0.rowStride))
         }
         let pointers: [UnsafeMutablePointer<Float>?] = outputs
-        _ = ck_matmul_group(context.pool, Int32(specs.count), specs, x, Int64(count), pointers)
+        switch path {
+        case .decode where count == 1 || matrices.allSatisfy(\.isQuantized):
+            _ = ck_matmul_group(context.pool, Int32(specs.count), specs, x, Int64(count), pointers)
+        case .prefill where matrices.allSatisfy(\.isQuantized):
+            _ = ck_prefill_group(context.pool, Int32(specs.count), specs, x, Int64(count), pointers)
+        default:
+            for (matrix, output) in zip(matrices, outputs) {
+                matrix.matmul(x, count: count, into: output, path: path, context: context)
+            }
+        }
     }
 
     /// Float formats (f32, f16, bf16) in batches above this size go through sgemm.
@@ -165,13 +182,21 @@ public struct WeightMatrix: @unchecked Sendable {
 
     /// `y[count × rows] = x[count × columns] · Wᵀ` for a batch of row vectors.
     ///
-    /// Quantized formats always use the int8 kernels, each weight row decoded once per call
-    /// and applied to every vector — so a batch gives exactly the results of one matvec per
-    /// vector, and prefill agrees bit for bit with step-by-step decoding. Float formats use
-    /// sgemm for batches above `smallBatchLimit` (f16/bf16 through dequantized tiles in the
-    /// context's scratch; f32 in place).
+    /// Quantized formats use the int8 kernels with the arithmetic of `path`: on `.decode` a
+    /// batch gives exactly the results of one `matvec` per vector (sessions decoded together
+    /// equal sessions decoded alone); on `.prefill` each vector's result is independent of the
+    /// batch too (so a prompt prefilled in pieces equals one prefill) through the batched
+    /// kernel. Float formats use sgemm for batches above `smallBatchLimit` (f16/bf16 through
+    /// dequantized tiles in the context's scratch; f32 in place), on either path.
     public func matmul(_ x: UnsafePointer<Float>, count: Int, into y: UnsafeMutablePointer<Float>,
-                       context: KernelContext) {
+                       path: ProductPath, context: KernelContext) {
+        if isQuantized && path == .prefill {
+            var spec = ck_matrix(type: formatID, weights: base, rows: Int64(rows), cols: Int64(columns),
+                                 row_stride: Int64(rowStride))
+            var output: UnsafeMutablePointer<Float>? = y
+            _ = ck_prefill_group(context.pool, 1, &spec, x, Int64(count), &output)
+            return
+        }
         if isQuantized || count <= Self.smallBatchLimit {
             _ = ck_matvec_multi(context.pool, formatID, base, Int64(rows), Int64(columns),
                                 Int64(rowStride), x, Int64(count), y)

@@ -40,6 +40,13 @@ private func loadGoldens() throws -> [Golden] {
     }
 }
 
+/// `matrix.matmul` on `path` into a new array.
+private func product(_ matrix: WeightMatrix, _ x: [Float], count: Int, path: ProductPath, context: KernelContext) -> [Float] {
+    var y = [Float](repeating: .nan, count: count * matrix.rows)
+    y.withUnsafeMutableBufferPointer { matrix.matmul(x, count: count, into: $0.baseAddress!, path: path, context: context) }
+    return y
+}
+
 /// Every implementation this CPU can run, so each is checked against the goldens.
 private var availableISAs: [KernelISA] {
     [.scalar, .avx2, .avx512].filter { $0.rawValue <= KernelISA.best.rawValue }
@@ -123,8 +130,10 @@ final class QuantizedTests: XCTestCase {
     }
 
     /// Batched products agree with the exact f32 product (within int8 activation rounding for
-    /// quantized formats, which also match per-vector matvec exactly; float formats through
-    /// sgemm above the small-batch limit).
+    /// quantized formats; float formats through sgemm above the small-batch limit). On the
+    /// decode path a quantized batch equals per-vector matvec exactly; on the prefill path each
+    /// vector's result equals that vector prefilled alone, and agrees with decode to float
+    /// rounding.
     func testMatmulAgreesWithMatvecForSmallAndLargeBatches() throws {
         let context = KernelContext(threads: 2)
         for golden in try loadGoldens() {
@@ -133,63 +142,70 @@ final class QuantizedTests: XCTestCase {
                                               rows: golden.rows, columns: golden.columns)
                 for count in [3, 9] {
                     let x = randomFloats(count * golden.columns, seed: 7)
-                    var batched = [Float](repeating: .nan, count: count * golden.rows)
-                    batched.withUnsafeMutableBufferPointer {
-                        matrix.matmul(x, count: count, into: $0.baseAddress!, context: context)
-                    }
-                    // Quantized batches equal per-vector matvec exactly (the same kernel).
-                    if matrix.isQuantized {
+                    for path in [ProductPath.decode, .prefill] {
+                        let batched = product(matrix, x, count: count, path: path, context: context)
+                        if matrix.isQuantized {
+                            for v in 0..<count {
+                                let vector = Array(x[(v * golden.columns)..<((v + 1) * golden.columns)])
+                                var single = [Float](repeating: .nan, count: golden.rows)
+                                if path == .decode {
+                                    single.withUnsafeMutableBufferPointer { matrix.matvec(vector, into: $0.baseAddress!, context: context) }
+                                } else {
+                                    single = product(matrix, vector, count: 1, path: .prefill, context: context)
+                                }
+                                XCTAssertEqual(Array(batched[(v * golden.rows)..<((v + 1) * golden.rows)]), single,
+                                               "\(golden.format) \(path) batch \(count) vector \(v)")
+                            }
+                        }
                         for v in 0..<count {
-                            var single = [Float](repeating: .nan, count: golden.rows)
-                            single.withUnsafeMutableBufferPointer {
-                                matrix.matvec(Array(x[(v * golden.columns)..<((v + 1) * golden.columns)]),
-                                              into: $0.baseAddress!, context: context)
+                            for r in 0..<golden.rows {
+                                // Exact reference: f32 values against the unrounded activation.
+                                var sum = 0.0, absSum = 0.0
+                                for c in 0..<golden.columns {
+                                    let p = Double(golden.values[r * golden.columns + c]) * Double(x[v * golden.columns + c])
+                                    sum += p
+                                    absSum += abs(p)
+                                }
+                                // The int8 path rounds activations (≈ 1/254 relative per element).
+                                let tolerance = matrix.isQuantized ? 0.02 * absSum : 1e-5 * absSum
+                                XCTAssertEqual(Double(batched[v * golden.rows + r]), sum, accuracy: tolerance,
+                                               "\(golden.format) \(path) batch \(count) vector \(v) row \(r)")
                             }
-                            XCTAssertEqual(Array(batched[(v * golden.rows)..<((v + 1) * golden.rows)]), single,
-                                           "\(golden.format) batch \(count) vector \(v)")
                         }
                     }
-                    for v in 0..<count {
-                        for r in 0..<golden.rows {
-                            // Exact reference: f32 values against the unrounded activation.
-                            var sum = 0.0, absSum = 0.0
-                            for c in 0..<golden.columns {
-                                let p = Double(golden.values[r * golden.columns + c]) * Double(x[v * golden.columns + c])
-                                sum += p
-                                absSum += abs(p)
-                            }
-                            // The int8 path rounds activations (≈ 1/254 relative per element).
-                            let tolerance = matrix.isQuantized ? 0.02 * absSum : 1e-5 * absSum
-                            XCTAssertEqual(Double(batched[v * golden.rows + r]), sum, accuracy: tolerance,
-                                           "\(golden.format) batch \(count) vector \(v) row \(r)")
-                        }
+                    // The two paths share the int8 values and exact integer sums: only float
+                    // rounding separates them.
+                    let decode = product(matrix, x, count: count, path: .decode, context: context)
+                    let prefill = product(matrix, x, count: count, path: .prefill, context: context)
+                    let scale = decode.map(abs).max()!
+                    for i in decode.indices {
+                        XCTAssertEqual(prefill[i], decode[i], accuracy: 1e-5 * scale, "\(golden.format) batch \(count) element \(i)")
                     }
                 }
             }
         }
     }
 
-    /// The tiled batch kernel works on groups of four rows and four vectors: row and vector
-    /// counts that leave a partial group still equal per-vector matvec exactly.
-    func testBatchesWithPartialRowAndVectorGroupsEqualMatvec() throws {
+    /// The batched prefill kernel keeps 16 rows per group and takes vectors four at a time:
+    /// row and vector counts that leave partial groups still give each vector's result alone.
+    func testPrefillBatchesWithPartialRowAndVectorGroups() throws {
         let context = KernelContext(threads: 2)
         for golden in try loadGoldens() where ck_uses_q8_activations(Int32(golden.format.rawValue)) != 0 {
             let rowBytes = golden.blocks.count / golden.rows
-            for rows in [1, 3, 7, 10] {
+            for rows in [1, 15, 17, 40] {
                 // Rows cycle through the golden's rows.
                 let blocks = (0..<rows).flatMap { golden.blocks[(($0 % golden.rows) * rowBytes)..<(($0 % golden.rows + 1) * rowBytes)] }
                 try blocks.withUnsafeBytes { bytes in
                     let matrix = try WeightMatrix(format: golden.format, bytes: bytes, rows: rows, columns: golden.columns)
-                    for count in [9, 14] {
+                    for count in [6, 13] {
                         let x = randomFloats(count * golden.columns, seed: 41)
-                        var batched = [Float](repeating: .nan, count: count * rows)
-                        batched.withUnsafeMutableBufferPointer { matrix.matmul(x, count: count, into: $0.baseAddress!, context: context) }
+                        let batched = product(matrix, x, count: count, path: .prefill, context: context)
                         for v in 0..<count {
-                            var single = [Float](repeating: .nan, count: rows)
-                            single.withUnsafeMutableBufferPointer {
-                                matrix.matvec(Array(x[(v * golden.columns)..<((v + 1) * golden.columns)]), into: $0.baseAddress!, context: context)
-                            }
+                            let single = product(matrix, Array(x[(v * golden.columns)..<((v + 1) * golden.columns)]), count: 1,
+                                                 path: .prefill, context: context)
                             XCTAssertEqual(Array(batched[(v * rows)..<((v + 1) * rows)]), single, "\(golden.format) \(rows) rows, batch \(count) vector \(v)")
+                            XCTAssertEqual(Array(batched[(v * rows)..<((v + 1) * rows)]),
+                                           (0..<rows).map { batched[v * rows + $0 % golden.rows] }, "rows repeat")
                         }
                     }
                 }
@@ -207,16 +223,14 @@ final class QuantizedTests: XCTestCase {
         for golden in try loadGoldens() where ck_uses_q8_activations(Int32(golden.format.rawValue)) != 0 {
             try golden.blocks.withUnsafeBytes { bytes in
                 let matrix = try WeightMatrix(format: golden.format, bytes: bytes, rows: golden.rows, columns: golden.columns)
-                let x = randomFloats(5 * golden.columns, seed: 21)
-                for count in [1, 5] {
+                let x = randomFloats(9 * golden.columns, seed: 21)
+                for (count, path) in [(1, ProductPath.decode), (5, .decode), (9, .decode), (1, .prefill), (9, .prefill)] {
                     var results: [[Float]] = []
                     for isa in isas {
                         XCTAssertTrue(KernelISA.select(isa))
-                        var y = [Float](repeating: .nan, count: count * golden.rows)
-                        y.withUnsafeMutableBufferPointer { matrix.matmul(x, count: count, into: $0.baseAddress!, context: context) }
-                        results.append(y)
+                        results.append(product(matrix, x, count: count, path: path, context: context))
                     }
-                    for r in results.dropFirst() { XCTAssertEqual(r, results[0], "\(golden.format) batch \(count)") }
+                    for r in results.dropFirst() { XCTAssertEqual(r, results[0], "\(golden.format) \(path) batch \(count)") }
                 }
             }
         }
@@ -241,8 +255,9 @@ final class QuantizedTests: XCTestCase {
         }
     }
 
-    /// A group of matrices in one pool pass gives exactly what separate products give, for one
-    /// vector (decode) and for a batch (prefill, one shared quantization of the input).
+    /// A group of matrices in one pool pass gives exactly what separate products give on the
+    /// same path, for one vector and for a batch (on the prefill path, one shared quantization
+    /// of the input).
     func testMultiplyGroupEqualsSeparateProducts() throws {
         let context = KernelContext(threads: 2)
         let goldens = try loadGoldens()
@@ -254,18 +269,16 @@ final class QuantizedTests: XCTestCase {
                     }
                     // Mixed formats, and one format three times (which shares the quantized input).
                     for (matrices, count) in [(mixed, 1), (mixed, 20), (Array(repeating: mixed[1], count: 3), 20)] {
-                        let x = randomFloats(count * matrices[0].columns, seed: 33)
-                        let outputs = matrices.map { UnsafeMutablePointer<Float>.allocate(capacity: count * $0.rows) }
-                        defer { outputs.forEach { $0.deallocate() } }
-                        WeightMatrix.multiplyGroup(matrices, x, count: count, into: outputs, context: context)
-                        for (matrix, output) in zip(matrices, outputs) {
-                            var single = [Float](repeating: .nan, count: count * matrix.rows)
-                            single.withUnsafeMutableBufferPointer {
-                                if count == 1 { matrix.matvec(x, into: $0.baseAddress!, context: context) }
-                                else { matrix.matmul(x, count: count, into: $0.baseAddress!, context: context) }
+                        for path in [ProductPath.decode, .prefill] {
+                            let x = randomFloats(count * matrices[0].columns, seed: 33)
+                            let outputs = matrices.map { UnsafeMutablePointer<Float>.allocate(capacity: count * $0.rows) }
+                            defer { outputs.forEach { $0.deallocate() } }
+                            WeightMatrix.multiplyGroup(matrices, x, count: count, into: outputs, path: path, context: context)
+                            for (matrix, output) in zip(matrices, outputs) {
+                                XCTAssertEqual(Array(UnsafeBufferPointer(start: output, count: count * matrix.rows)),
+                                               product(matrix, x, count: count, path: path, context: context),
+                                               "\(matrix.format) \(path) × \(count)")
                             }
-                            XCTAssertEqual(Array(UnsafeBufferPointer(start: output, count: count * matrix.rows)), single,
-                                           "\(matrix.format) × \(count)")
                         }
                     }
                 }
@@ -286,7 +299,7 @@ final class QuantizedTests: XCTestCase {
                     if count == 1 {
                         matrix.matvec(x, into: $0.baseAddress!, context: context)
                     } else {
-                        matrix.matmul(x, count: count, into: $0.baseAddress!, context: context)
+                        matrix.matmul(x, count: count, into: $0.baseAddress!, path: .prefill, context: context)
                     }
                 }
                 for v in 0..<count {

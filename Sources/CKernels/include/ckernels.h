@@ -124,7 +124,8 @@ int ck_matvec(ck_pool *pool, int type, const void *weights, int64_t rows, int64_
               int64_t row_stride, const float *x, float *y);
 
 /// Like `ck_matvec` for `count` input vectors (`x` is count×cols, `y` is count×rows): each
-/// weight row is decoded once and applied to every vector. For small batches.
+/// weight row is read in place once per 8 vectors and applied to each; every vector's result
+/// equals its own `ck_matvec` exactly (decode of several sessions at once).
 int ck_matvec_multi(ck_pool *pool, int type, const void *weights, int64_t rows, int64_t cols,
                     int64_t row_stride, const float *x, int64_t count, float *y);
 
@@ -143,11 +144,19 @@ enum { CK_MATVEC_GROUP_MAX = 4 };
 int ck_matvec_group(ck_pool *pool, int count, const ck_matrix *matrices, const float *x, float *const *y);
 
 /// `y[m] = x · matrices[m]ᵀ` for `vectors` input rows (`ck_matvec_multi` per matrix, results
-/// identical) for up to `CK_MATVEC_GROUP_MAX` matrices reading the same `x` (q/k/v, gate/up):
-/// one vector goes to `ck_matvec_group`; batches that share the activation scheme quantize `x`
-/// once and run in one pool pass.
+/// identical) for up to `CK_MATVEC_GROUP_MAX` matrices reading the same `x`, in one pool pass.
 int ck_matmul_group(ck_pool *pool, int count, const ck_matrix *matrices, const float *x, int64_t vectors,
                     float *const *y);
+
+/// Prefill's products: `y[m] = x · matrices[m]ᵀ` for `vectors` ≥ 1 input rows and up to
+/// `CK_MATVEC_GROUP_MAX` quantized matrices reading the same `x` (q/k/v, gate/up). Each
+/// (row, vector) result depends on that row and vector alone — not on the batch, the thread
+/// count or the instruction set — and is the chain of exact integer block sums documented in
+/// kernels_body.h (`dot_unpacked_sums`), which differs from decode's per-row kernels only in
+/// float rounding. With AVX-512 it runs as a batched kernel that keeps one weight row per lane
+/// and shares one quantization of `x`. Returns 0 for float formats or a bad matrix.
+int ck_prefill_group(ck_pool *pool, int count, const ck_matrix *matrices, const float *x, int64_t vectors,
+                     float *const *y);
 
 /// Dequantizes `rows` rows into a dense f32 `rows × cols` matrix, split across the pool.
 int ck_dequantize_rows(ck_pool *pool, int type, const void *weights, int64_t rows,
