@@ -21,6 +21,8 @@ struct Bench: AsyncParsableCommand {
     @Option(help: "Tokens to decode.") var genTokens: Int = 128
     @Option(help: "Concurrent streams through the decoder service (with --through-services).") var concurrency: Int = 1
     @Flag(help: "Also measure through the decoder (or tokenizer) service.") var throughServices = false
+    @Option(help: "With --through-services: rounds of in-process and service decode, alternated; the figures are medians.")
+    var rounds: Int = 3
     @Option(help: "Vision crops to encode.") var crops: Int = 1
     @Option(help: "Tokenizer benchmark text (UTF-8 file); default: a built-in multilingual text.") var textFile: String?
     @Flag(help: "Print JSON.") var json = false
@@ -111,22 +113,49 @@ struct Bench: AsyncParsableCommand {
             }
         }
         if throughServices {
-            let (rate, ttft) = try await serviceDecodeRate()
+            // Alternate in-process and service rounds so that a machine's drifting load
+            // touches both sides alike; with several streams, single service streams too (the
+            // batching speedup is aggregate over one stream through the same path).
+            var inProcess = [result.decodeTokensPerSecond], service: [Double] = [], single: [Double] = [], ttfts: [Double] = []
+            for round in 0..<max(1, rounds) {
+                if round > 0 {
+                    inProcess.append(try TextBenchmark.run(model: model, promptTokens: promptTokens, decodeTokens: genTokens).decodeTokensPerSecond)
+                }
+                let (rate, ttft) = try await serviceDecodeRate(streams: concurrency)
+                service.append(rate)
+                ttfts.append(ttft)
+                if concurrency > 1 { single.append(try await serviceDecodeRate(streams: 1).rate) }
+            }
+            let rate = median(service), ttft = median(ttfts)
+            figures["service_rounds"] = service.count
+            figures["in_process_decode_tokens_per_second_median"] = median(inProcess)
             figures["service_decode_tokens_per_second"] = rate
             figures["service_time_to_first_token_ms"] = ttft * 1000
-            figures["service_vs_in_process"] = rate / result.decodeTokensPerSecond
+            figures["service_vs_in_process"] = rate / median(inProcess)
+            if concurrency > 1 {
+                figures["service_single_stream_tokens_per_second"] = median(single)
+                figures["service_concurrency_speedup"] = rate / median(single)
+            }
             if !json {
-                print(String(format: "through the decoder service (%d streams): %.1f tokens/s aggregate, first token after %.0f ms",
-                             concurrency, rate, ttft * 1000))
+                print(String(format: "through the decoder service (%d streams, median of %d rounds): %.1f tokens/s aggregate, first token after %.0f ms; in process %.1f tok/s (median)",
+                             concurrency, service.count, rate, ttft * 1000, median(inProcess)))
+                if concurrency > 1 {
+                    print(String(format: "one stream through the service: %.1f tok/s; %d streams: %.2f×", median(single), concurrency, rate / median(single)))
+                }
             }
         }
+    }
+
+    private func median(_ values: [Double]) -> Double {
+        let sorted = values.sorted()
+        return sorted.count % 2 == 1 ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
     }
 
     /// Aggregate decode tokens/s of `concurrency` streams through the decoder service, and
     /// the mean time to the first token. The rate counts the tokens that arrive while every
     /// stream is decoding (from the last stream's first token to the first stream's last), so
     /// the serialized prefills at the start and the staggered ends do not dilute it.
-    private func serviceDecodeRate() async throws -> (Double, Double) {
+    private func serviceDecodeRate(streams concurrency: Int) async throws -> (rate: Double, ttft: Double) {
         let client = try services.client(.decoder)
         let start = ContinuousClock.now
         let perStream = try await withThrowingTaskGroup(of: (arrivals: [Double], first: Double).self) { group in
