@@ -428,6 +428,16 @@ static inline CK_TARGET __m256i CK_NAME(lane_sums)(__m256i vq, __m256i vx) {
 #endif
 }
 
+
+/// `lane_sums` for values in 0…127 (nibbles): the same exact sums without the sign tricks
+/// (maddubs pairs stay within int16: 2 · 127 · 128 < 32768).
+static inline CK_TARGET __m256i CK_NAME(unsigned_lane_sums)(__m256i vq, __m256i vx) {
+#if CK_VARIANT_AVX512
+    return _mm256_dpbusd_epi32(_mm256_setzero_si256(), vq, vx);
+#else
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(vq, vx), _mm256_set1_epi16(1));
+#endif
+}
 #endif
 
 /// `y[v · y_stride] = row · x_v` for `count` activation vectors (each `nb` blocks), on a row
@@ -615,7 +625,7 @@ static inline __attribute__((always_inline)) CK_TARGET void CK_NAME(dotn_q4_k_bo
             __m256 row_scale = _mm256_set_m128(_mm_set1_ps(scale_value), _mm_set1_ps(scale_value));
             for (int64_t v = 0; v < count; v++) {
                 const ck_q8_block *x = xb + v * nb + 8 * s + j;
-                __m256i sums = CK_NAME(lane_sums)(vq, _mm256_loadu_si256((const __m256i *)x->qs));
+                __m256i sums = CK_NAME(unsigned_lane_sums)(vq, _mm256_loadu_si256((const __m256i *)x->qs));
                 acc[v] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), _mm256_mul_ps(row_scale, _mm256_set1_ps(x->d)), acc[v]);
                 minimums[v] = fmaf(min_value, x->s, minimums[v]);
             }
