@@ -399,8 +399,12 @@ ck_pool *ck_pool_create(int threads) {
     ck_pool *pool = calloc(1, sizeof(ck_pool));
     if (!pool) return NULL;
     pool->threads = threads;
+    // Unset, empty (as `systemd-socket-activate -E` passes an unset name) or not a number:
+    // the default.
     const char *spin = getenv("GEMMA_POOL_SPIN_US");
-    long microseconds = spin ? atol(spin) : CK_SPIN_MICROSECONDS;
+    char *end = NULL;
+    long microseconds = spin && *spin ? strtol(spin, &end, 10) : CK_SPIN_MICROSECONDS;
+    if (spin && *spin && *end != '\0') microseconds = CK_SPIN_MICROSECONDS;
     pool->spin_ns = microseconds > 0 ? (uint64_t)microseconds * 1000u : 0;
     pthread_mutex_init(&pool->mutex, NULL);
     pthread_cond_init(&pool->start, NULL);
@@ -573,7 +577,6 @@ enum { CK_GROUP_ROWS = 16, CK_GROUP_BLOCK_BYTES = 8 * 64 + 2 * 64 + 3 * 64 };
 /// the scale and the scaled sum. Vectors are padded with zeros to a multiple of 4.
 typedef struct {
     int64_t blocks;   // 32-column blocks per vector
-    int64_t vectors;  // padded count
     uint8_t *ux;      // vectors × blocks × 32
     float *d, *s;     // vectors × blocks
 } ck_x_tiles;
@@ -762,7 +765,7 @@ static CK_AVX512_TARGET void ck_tiled_group_task(void *context, int64_t index) {
 static CK_AVX512_TARGET int ck_matvec_tiled_avx512(ck_pool *pool, int n, const ck_matrix *m, const float *x,
                                                    int64_t count, float *const *y) {
     int64_t cols = m[0].cols, nb = cols / 32, padded = (count + 3) / 4 * 4;
-    ck_x_tiles tiles = {nb, padded, malloc((size_t)(padded * nb * 32)), malloc((size_t)(padded * nb) * sizeof(float)),
+    ck_x_tiles tiles = {nb, malloc((size_t)(padded * nb * 32)), malloc((size_t)(padded * nb) * sizeof(float)),
                         malloc((size_t)(padded * nb) * sizeof(float))};
     if (!tiles.ux || !tiles.d || !tiles.s) {
         free(tiles.ux); free(tiles.d); free(tiles.s);
