@@ -211,7 +211,7 @@ struct Score: AsyncParsableCommand {
     func run() async throws {
         var request = V1.ScoreRequest()
         request.ids = try parseIDs(tokens)
-        request.images = try image.map { path in
+        request.images = image.map { path in
             guard let data = FileManager.default.contents(atPath: path) else { fail("cannot read \(path)") }
             return imageMessage(png: data, panAndScan: panAndScan)
         }
