@@ -85,17 +85,23 @@ float ck_bf16_to_f32(uint16_t h) {
     return f;
 }
 
-// Q4_K / Q5_K pack eight 6-bit scales and eight 6-bit minimums into 12 bytes:
-// j < 4: low 6 bits of bytes j (scale) and j+4 (min); j ≥ 4: a nibble of byte j+4 plus the
-// top two bits of bytes j−4 (scale) and j (min).
-static inline void ck_kquant_scale_min(int j, const uint8_t *packed, uint8_t *scale, uint8_t *min) {
-    if (j < 4) {
-        *scale = packed[j] & 63;
-        *min = packed[j + 4] & 63;
-    } else {
-        *scale = (uint8_t)((packed[j + 4] & 0x0F) | ((packed[j - 4] >> 6) << 4));
-        *min = (uint8_t)((packed[j + 4] >> 4) | ((packed[j] >> 6) << 4));
-    }
+// Q4_K / Q5_K pack eight 6-bit scales and eight 6-bit minimums into 12 bytes. Read as three
+// little-endian words w0 w1 w2: sub-blocks 0–3 take the low 6 bits of w0's bytes (scales) and
+// of w1's (minimums); sub-blocks 4–7 take the low (scale) or high (minimum) nibble of w2's
+// bytes, topped with the two high bits of w0's (scale) or w1's (minimum) byte. Word operations
+// unpack all sixteen at once.
+static inline void ck_kquant_scales_mins(const uint8_t *packed, uint8_t scales[8], uint8_t mins[8]) {
+    uint32_t w0, w1, w2;
+    memcpy(&w0, packed, 4);
+    memcpy(&w1, packed + 4, 4);
+    memcpy(&w2, packed + 8, 4);
+    uint32_t scales_low = w0 & 0x3F3F3F3Fu, mins_low = w1 & 0x3F3F3F3Fu;
+    uint32_t scales_high = (w2 & 0x0F0F0F0Fu) | (((w0 >> 6) & 0x03030303u) << 4);
+    uint32_t mins_high = ((w2 >> 4) & 0x0F0F0F0Fu) | (((w1 >> 6) & 0x03030303u) << 4);
+    memcpy(scales, &scales_low, 4);
+    memcpy(scales + 4, &scales_high, 4);
+    memcpy(mins, &mins_low, 4);
+    memcpy(mins + 4, &mins_high, 4);
 }
 
 // MARK: the variants

@@ -155,10 +155,10 @@ static CK_TARGET int CK_NAME(dequantize_row)(int type, const void *src, float *y
         for (int64_t b = 0; b < n / 256; b++) {
             float d = ck_half(p), dmin = ck_half(p + 2);
             if (type == CK_Q4_K) CK_NAME(unpack_q4_k)(p, q); else CK_NAME(unpack_q5_k)(p, q);
+            uint8_t sc[8], m[8];
+            ck_kquant_scales_mins(p + 4, sc, m);
             for (int j = 0; j < 8; j++) {
-                uint8_t sc, m;
-                ck_kquant_scale_min(j, p + 4, &sc, &m);
-                float scale = d * (float)sc, offset = dmin * (float)m;
+                float scale = d * (float)sc[j], offset = dmin * (float)m[j];
                 for (int l = 0; l < 32; l++) y[256 * b + 32 * j + l] = scale * (float)q[32 * j + l] - offset;
             }
             p += (type == CK_Q4_K) ? 144 : 176;
@@ -393,11 +393,11 @@ static CK_TARGET int CK_NAME(unpack_row)(int type, const uint8_t *p, int64_t col
         for (int64_t s = 0; s < cols / 256; s++) {
             float d = ck_half(p), dmin = ck_half(p + 2);
             if (type == CK_Q4_K) CK_NAME(unpack_q4_k)(p, q + 256 * s); else CK_NAME(unpack_q5_k)(p, q + 256 * s);
+            uint8_t sc[8], m[8];
+            ck_kquant_scales_mins(p + 4, sc, m);
             for (int j = 0; j < 8; j++) {
-                uint8_t sc, m;
-                ck_kquant_scale_min(j, p + 4, &sc, &m);
-                scales[2 * (8 * s + j)] = scales[2 * (8 * s + j) + 1] = d * (float)sc;
-                mins[8 * s + j] = -dmin * (float)m;
+                scales[2 * (8 * s + j)] = scales[2 * (8 * s + j) + 1] = d * (float)sc[j];
+                mins[8 * s + j] = -dmin * (float)m[j];
             }
             p += (type == CK_Q4_K) ? 144 : 176;
         }
@@ -616,12 +616,12 @@ static inline __attribute__((always_inline)) CK_TARGET void CK_NAME(dotn_q4_k_bo
     const __m256i low = _mm256_set1_epi8(0x0F);
     for (int64_t s = 0; s < nb / 8; s++, p += 144) {
         float d = ck_half(p), dmin = ck_half(p + 2);
+        uint8_t sc[8], m[8];
+        ck_kquant_scales_mins(p + 4, sc, m);
         for (int j = 0; j < 8; j++) {
             __m256i packed = _mm256_loadu_si256((const __m256i *)(p + 16 + 32 * (j / 2)));
             __m256i vq = (j & 1) ? _mm256_and_si256(_mm256_srli_epi16(packed, 4), low) : _mm256_and_si256(packed, low);
-            uint8_t sc, m;
-            ck_kquant_scale_min(j, p + 4, &sc, &m);
-            float scale_value = d * (float)sc, min_value = -dmin * (float)m;
+            float scale_value = d * (float)sc[j], min_value = -dmin * (float)m[j];
             __m256 row_scale = _mm256_set_m128(_mm_set1_ps(scale_value), _mm_set1_ps(scale_value));
             for (int64_t v = 0; v < count; v++) {
                 const ck_q8_block *x = xb + v * nb + 8 * s + j;
