@@ -151,6 +151,7 @@ typedef struct {
     float (*(*direct_kernel)(int))(const uint8_t *, const ck_q8_block *, int64_t);
     void (*(*direct4_kernel)(int))(const uint8_t *, int64_t, const ck_q8_block *, int64_t, float *);
     void (*(*directn_kernel)(int))(const uint8_t *, const ck_q8_block *, int64_t, int64_t, float *, int64_t);
+    void (*(*direct4n_kernel)(int))(const uint8_t *, int64_t, const ck_q8_block *, int64_t, int64_t, float *, int64_t);
     float (*dot_f32)(const float *, const float *, int64_t);
     void (*axpy_f32)(float, const float *, float *, int64_t);
     void (*round_to_half)(float *, int64_t);
@@ -168,13 +169,13 @@ typedef struct {
 } ck_variant;
 
 static const ck_variant ck_variants[3] = {
-    {dequantize_row_scalar, quantize_q8_scalar, vec_dot_scalar, direct_kernel_scalar, direct4_kernel_scalar, directn_kernel_scalar, dot_f32_scalar, axpy_f32_scalar, round_to_half_scalar, f32_to_f16_row_scalar, f16_to_f32_row_scalar, unpack_row_scalar, dot_unpacked_scalar, dot_unpacked_sums_scalar, attention_scores_scalar, attention_mix_scalar, geglu_f16_table_scalar, dot_f32_f16_scalar, axpy_f16_scalar, argmax_f32_scalar},
+    {dequantize_row_scalar, quantize_q8_scalar, vec_dot_scalar, direct_kernel_scalar, direct4_kernel_scalar, directn_kernel_scalar, direct4n_kernel_scalar, dot_f32_scalar, axpy_f32_scalar, round_to_half_scalar, f32_to_f16_row_scalar, f16_to_f32_row_scalar, unpack_row_scalar, dot_unpacked_scalar, dot_unpacked_sums_scalar, attention_scores_scalar, attention_mix_scalar, geglu_f16_table_scalar, dot_f32_f16_scalar, axpy_f16_scalar, argmax_f32_scalar},
 #if CK_X86
-    {dequantize_row_avx2, quantize_q8_avx2, vec_dot_avx2, direct_kernel_avx2, direct4_kernel_avx2, directn_kernel_avx2, dot_f32_avx2, axpy_f32_avx2, round_to_half_avx2, f32_to_f16_row_avx2, f16_to_f32_row_avx2, unpack_row_avx2, dot_unpacked_avx2, dot_unpacked_sums_avx2, attention_scores_avx2, attention_mix_avx2, geglu_f16_table_avx2, dot_f32_f16_avx2, axpy_f16_avx2, argmax_f32_avx2},
-    {dequantize_row_avx512, quantize_q8_avx512, vec_dot_avx512, direct_kernel_avx512, direct4_kernel_avx512, directn_kernel_avx512, dot_f32_avx512, axpy_f32_avx512, round_to_half_avx512, f32_to_f16_row_avx512, f16_to_f32_row_avx512, unpack_row_avx512, dot_unpacked_avx512, dot_unpacked_sums_avx512, attention_scores_avx512, attention_mix_avx512, geglu_f16_table_avx512, dot_f32_f16_avx512, axpy_f16_avx512, argmax_f32_avx512},
+    {dequantize_row_avx2, quantize_q8_avx2, vec_dot_avx2, direct_kernel_avx2, direct4_kernel_avx2, directn_kernel_avx2, direct4n_kernel_avx2, dot_f32_avx2, axpy_f32_avx2, round_to_half_avx2, f32_to_f16_row_avx2, f16_to_f32_row_avx2, unpack_row_avx2, dot_unpacked_avx2, dot_unpacked_sums_avx2, attention_scores_avx2, attention_mix_avx2, geglu_f16_table_avx2, dot_f32_f16_avx2, axpy_f16_avx2, argmax_f32_avx2},
+    {dequantize_row_avx512, quantize_q8_avx512, vec_dot_avx512, direct_kernel_avx512, direct4_kernel_avx512, directn_kernel_avx512, direct4n_kernel_avx512, dot_f32_avx512, axpy_f32_avx512, round_to_half_avx512, f32_to_f16_row_avx512, f16_to_f32_row_avx512, unpack_row_avx512, dot_unpacked_avx512, dot_unpacked_sums_avx512, attention_scores_avx512, attention_mix_avx512, geglu_f16_table_avx512, dot_f32_f16_avx512, axpy_f16_avx512, argmax_f32_avx512},
 #else
-    {dequantize_row_scalar, quantize_q8_scalar, vec_dot_scalar, direct_kernel_scalar, direct4_kernel_scalar, directn_kernel_scalar, dot_f32_scalar, axpy_f32_scalar, round_to_half_scalar, f32_to_f16_row_scalar, f16_to_f32_row_scalar, unpack_row_scalar, dot_unpacked_scalar, dot_unpacked_sums_scalar, attention_scores_scalar, attention_mix_scalar, geglu_f16_table_scalar, dot_f32_f16_scalar, axpy_f16_scalar, argmax_f32_scalar},
-    {dequantize_row_scalar, quantize_q8_scalar, vec_dot_scalar, direct_kernel_scalar, direct4_kernel_scalar, directn_kernel_scalar, dot_f32_scalar, axpy_f32_scalar, round_to_half_scalar, f32_to_f16_row_scalar, f16_to_f32_row_scalar, unpack_row_scalar, dot_unpacked_scalar, dot_unpacked_sums_scalar, attention_scores_scalar, attention_mix_scalar, geglu_f16_table_scalar, dot_f32_f16_scalar, axpy_f16_scalar, argmax_f32_scalar},
+    {dequantize_row_scalar, quantize_q8_scalar, vec_dot_scalar, direct_kernel_scalar, direct4_kernel_scalar, directn_kernel_scalar, direct4n_kernel_scalar, dot_f32_scalar, axpy_f32_scalar, round_to_half_scalar, f32_to_f16_row_scalar, f16_to_f32_row_scalar, unpack_row_scalar, dot_unpacked_scalar, dot_unpacked_sums_scalar, attention_scores_scalar, attention_mix_scalar, geglu_f16_table_scalar, dot_f32_f16_scalar, axpy_f16_scalar, argmax_f32_scalar},
+    {dequantize_row_scalar, quantize_q8_scalar, vec_dot_scalar, direct_kernel_scalar, direct4_kernel_scalar, directn_kernel_scalar, direct4n_kernel_scalar, dot_f32_scalar, axpy_f32_scalar, round_to_half_scalar, f32_to_f16_row_scalar, f16_to_f32_row_scalar, unpack_row_scalar, dot_unpacked_scalar, dot_unpacked_sums_scalar, attention_scores_scalar, attention_mix_scalar, geglu_f16_table_scalar, dot_f32_f16_scalar, axpy_f16_scalar, argmax_f32_scalar},
 #endif
 };
 
@@ -534,6 +535,12 @@ static void ck_matvec_task(void *context, int64_t index) {
         // Several vectors (batched decode): each row read in place once per
         // CK_DIRECT_MULTI_MAX vectors.
         int64_t nb = job->cols / 32;
+        // Four rows at a time where the format has such a kernel (it takes every vector).
+        void (*direct4n)(const uint8_t *, int64_t, const ck_q8_block *, int64_t, int64_t, float *, int64_t) =
+            job->variant->direct4n_kernel(job->type);
+        if (direct4n)
+            for (; first + 4 <= end; first += 4)
+                direct4n(job->weights + first * job->row_stride, job->row_stride, job->xq, nb, job->count, job->y + first, job->rows);
         for (int64_t r = first; r < end; r++)
             for (int64_t v = 0; v < job->count; v += CK_DIRECT_MULTI_MAX) {
                 int64_t n = job->count - v < CK_DIRECT_MULTI_MAX ? job->count - v : CK_DIRECT_MULTI_MAX;

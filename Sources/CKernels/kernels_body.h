@@ -745,11 +745,31 @@ CK_DIRECT_KERNELS(q4_0, 18, 8, 2)
         default: CK_NAME(dotn_##format##_body)(p, xb, nb, count, y, y_stride); break;                                       \
         }                                                                                                                   \
     }
+/// A Q8_0 block's values.
+static inline __attribute__((always_inline)) CK_TARGET __m256i CK_NAME(q8_0_signed_values)(const uint8_t *p) {
+    return _mm256_loadu_si256((const __m256i *)(p + 2));
+}
+
+/// A Q5_0 block's values (q − 16), for kernels that pair one block with several vectors (a
+/// per-vector offset correction would cost more than the signed form saves).
+static inline __attribute__((always_inline)) CK_TARGET __m256i CK_NAME(q5_0_signed_values)(const uint8_t *p) {
+    __m128i qs = _mm_loadu_si128((const __m128i *)(p + 6));
+    __m256i nibbles = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(qs, 4), qs), _mm256_set1_epi8(0x0F));
+    uint32_t qh;
+    memcpy(&qh, p + 2, 4);
+#if CK_VARIANT_AVX512
+    return _mm256_sub_epi8(_mm256_mask_add_epi8(nibbles, (__mmask32)qh, nibbles, _mm256_set1_epi8(0x10)), _mm256_set1_epi8(16));
+#else
+    __m256i high = _mm256_and_si256(CK_NAME(bytes_from_bits)(qh), _mm256_set1_epi8(0x10));
+    return _mm256_sub_epi8(_mm256_or_si256(nibbles, high), _mm256_set1_epi8(16));
+#endif
+}
+
 static inline __attribute__((always_inline)) CK_TARGET void CK_NAME(dotn_q8_0_body)(const uint8_t *p, const ck_q8_block *xb, int64_t nb, const int64_t count, float *y, int64_t y_stride) {
     __m256 acc[CK_DIRECT_MULTI_MAX];
     for (int64_t v = 0; v < count; v++) acc[v] = _mm256_setzero_ps();
     for (int64_t b = 0; b < nb; b++, p += 34) {
-        __m256i vq = _mm256_loadu_si256((const __m256i *)(p + 2));
+        __m256i vq = CK_NAME(q8_0_signed_values)(p);
         __m256 dw = _mm256_set1_ps(ck_half(p));
         for (int64_t v = 0; v < count; v++) {
             const ck_q8_block *x = xb + v * nb + b;
@@ -762,22 +782,12 @@ static inline __attribute__((always_inline)) CK_TARGET void CK_NAME(dotn_q8_0_bo
 
 
 /// Several vectors: the block's signed values are built once and the sign trick pairs them
-/// with each vector (a per-vector offset correction would cost more than it saves here).
+/// with each vector.
 static inline __attribute__((always_inline)) CK_TARGET void CK_NAME(dotn_q5_0_body)(const uint8_t *p, const ck_q8_block *xb, int64_t nb, const int64_t count, float *y, int64_t y_stride) {
     __m256 acc[CK_DIRECT_MULTI_MAX];
     for (int64_t v = 0; v < count; v++) acc[v] = _mm256_setzero_ps();
-    const __m256i low = _mm256_set1_epi8(0x0F);
     for (int64_t b = 0; b < nb; b++, p += 22) {
-        __m128i qs = _mm_loadu_si128((const __m128i *)(p + 6));
-        __m256i nibbles = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(qs, 4), qs), low);
-        uint32_t qh;
-        memcpy(&qh, p + 2, 4);
-#if CK_VARIANT_AVX512
-        __m256i vq = _mm256_sub_epi8(_mm256_mask_add_epi8(nibbles, (__mmask32)qh, nibbles, _mm256_set1_epi8(0x10)), _mm256_set1_epi8(16));
-#else
-        __m256i high = _mm256_and_si256(CK_NAME(bytes_from_bits)(qh), _mm256_set1_epi8(0x10));
-        __m256i vq = _mm256_sub_epi8(_mm256_or_si256(nibbles, high), _mm256_set1_epi8(16));
-#endif
+        __m256i vq = CK_NAME(q5_0_signed_values)(p);
         float d = ck_half(p);
         __m256 dw = _mm256_set_m128(_mm_set1_ps(d), _mm_set1_ps(d));
         for (int64_t v = 0; v < count; v++) {
@@ -788,6 +798,64 @@ static inline __attribute__((always_inline)) CK_TARGET void CK_NAME(dotn_q5_0_bo
     }
     for (int64_t v = 0; v < count; v++) y[v * y_stride] = CK_NAME(reduce8)(acc[v]) + 0.0f;
 }
+
+#if CK_VARIANT_AVX512
+/// Four rows (`stride` bytes apart) × up to four vectors of a 32-value block format, read in
+/// place: every (row, vector) pair through exactly the one-row body's operations, while the
+/// 16 scale products of a block come from one multiply (read back as broadcast operands) and
+/// each block's values and activations are loaded once for the tile. The exact lane sums come
+/// from activations made unsigned (x + 128, once per vector) and each row's correction
+/// −128 · Σ q (once per row) instead of a sign trick per pair.
+#define CK_DOT4N_BODY(format, block_bytes, prefetch_lines)                                                                 \
+    static inline __attribute__((always_inline)) CK_TARGET void CK_NAME(dot4n_##format##_body)(                             \
+        const uint8_t *p, int64_t stride, const ck_q8_block *xb, int64_t nb, const int vectors, float *y, int64_t y_stride) { \
+        const __m512i row_of_lane = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);                    \
+        const __m512i vector_of_lane = _mm512_set_epi32(3, 2, 1, 0, 3, 2, 1, 0, 3, 2, 1, 0, 3, 2, 1, 0);                 \
+        __m256 acc[4][4];                                                                                                   \
+        for (int r = 0; r < 4; r++)                                                                                         \
+            for (int v = 0; v < 4; v++) acc[r][v] = _mm256_setzero_ps();                                                    \
+        float products[16] __attribute__((aligned(64)));                                                                    \
+        for (int64_t b = 0; b < nb; b++) {                                                                                  \
+            const uint8_t *block = p + (block_bytes) * b;                                                                   \
+            for (int line = 0; line < (prefetch_lines); line++)                                                             \
+                _mm_prefetch((const char *)(p + 4 * stride + 4 * (block_bytes) * b + 64 * line), _MM_HINT_T0);              \
+            __m256i vq[4], corr[4];                                                                                         \
+            float dw[4], dx[4] = {0, 0, 0, 0};                                                                              \
+            for (int r = 0; r < 4; r++) {                                                                                   \
+                vq[r] = CK_NAME(format##_signed_values)(block + r * stride);                                                \
+                corr[r] = _mm256_sub_epi32(_mm256_setzero_si256(),                                                          \
+                                           _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_set1_epi8((char)0x80), vq[r])); \
+                dw[r] = ck_half(block + r * stride);                                                                        \
+            }                                                                                                               \
+            for (int v = 0; v < vectors; v++) dx[v] = xb[v * nb + b].d;                                                     \
+            _mm512_store_ps(products, _mm512_mul_ps(_mm512_permutexvar_ps(row_of_lane, _mm512_castps128_ps512(_mm_loadu_ps(dw))), \
+                                                    _mm512_permutexvar_ps(vector_of_lane, _mm512_castps128_ps512(_mm_loadu_ps(dx))))); \
+            for (int v = 0; v < vectors; v++) {                                                                             \
+                __m256i ux = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)xb[v * nb + b].qs), _mm256_set1_epi8((char)0x80)); \
+                for (int r = 0; r < 4; r++) {                                                                               \
+                    __m256i sums = _mm256_dpbusd_epi32(corr[r], ux, vq[r]);                                                 \
+                    acc[r][v] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), _mm256_set1_ps(products[4 * r + v]), acc[r][v]);   \
+                }                                                                                                           \
+            }                                                                                                               \
+        }                                                                                                                   \
+        for (int v = 0; v < vectors; v++)                                                                                   \
+            for (int r = 0; r < 4; r++) y[v * y_stride + r] = CK_NAME(reduce8)(acc[r][v]) + 0.0f;                           \
+    }                                                                                                                       \
+    static CK_TARGET void CK_NAME(dot4n_##format##_direct)(const uint8_t *p, int64_t stride, const ck_q8_block *xb,          \
+                                                           int64_t nb, int64_t count, float *y, int64_t y_stride) {          \
+        for (int64_t v = 0; v < count; v += 4) {                                                                            \
+            switch (count - v) {                                                                                            \
+            case 1: CK_NAME(dot4n_##format##_body)(p, stride, xb + v * nb, nb, 1, y + v * y_stride, y_stride); break;       \
+            case 2: CK_NAME(dot4n_##format##_body)(p, stride, xb + v * nb, nb, 2, y + v * y_stride, y_stride); break;       \
+            case 3: CK_NAME(dot4n_##format##_body)(p, stride, xb + v * nb, nb, 3, y + v * y_stride, y_stride); break;       \
+            default: CK_NAME(dot4n_##format##_body)(p, stride, xb + v * nb, nb, 4, y + v * y_stride, y_stride); break;      \
+            }                                                                                                               \
+        }                                                                                                                   \
+    }
+CK_DOT4N_BODY(q8_0, 34, 3)
+CK_DOT4N_BODY(q5_0, 22, 3)
+#undef CK_DOT4N_BODY
+#endif
 
 CK_DOTN_DISPATCH(q8_0)
 CK_DOTN_DISPATCH(q5_0)
@@ -806,6 +874,18 @@ static CK_TARGET void (*CK_NAME(directn_kernel)(int type))(const uint8_t *, cons
     case CK_Q5_0: return CK_NAME(dotn_q5_0_direct);
     case CK_Q4_K: return CK_NAME(dotn_q4_k_direct);
     case CK_Q6_K: return CK_NAME(dotn_q6_k_direct);
+#endif
+    default: (void)type; return NULL;
+    }
+}
+
+/// A kernel for four consecutive rows (`stride` bytes apart) of `type` and any number of
+/// vectors (batched decode), or NULL.
+static CK_TARGET void (*CK_NAME(direct4n_kernel)(int type))(const uint8_t *, int64_t, const ck_q8_block *, int64_t, int64_t, float *, int64_t) {
+    switch (type) {
+#if CK_VARIANT_AVX512
+    case CK_Q8_0: return CK_NAME(dot4n_q8_0_direct);
+    case CK_Q5_0: return CK_NAME(dot4n_q5_0_direct);
 #endif
     default: (void)type; return NULL;
     }

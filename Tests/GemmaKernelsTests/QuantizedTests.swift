@@ -186,26 +186,31 @@ final class QuantizedTests: XCTestCase {
         }
     }
 
-    /// The batched prefill kernel keeps 16 rows per group and takes vectors four at a time:
-    /// row and vector counts that leave partial groups still give each vector's result alone.
-    func testPrefillBatchesWithPartialRowAndVectorGroups() throws {
+    /// The batched kernels take rows in groups (16 for prefill, 4 for batched decode) and
+    /// vectors four at a time: counts that leave partial groups still give each vector's result
+    /// alone (prefill: that vector prefilled alone; decode: its matvec).
+    func testBatchesWithPartialRowAndVectorGroups() throws {
         let context = KernelContext(threads: 2)
         for golden in try loadGoldens() where ck_uses_q8_activations(Int32(golden.format.rawValue)) != 0 {
             let rowBytes = golden.blocks.count / golden.rows
-            for rows in [1, 15, 17, 40] {
+            for rows in [1, 6, 15, 17, 40] {
                 // Rows cycle through the golden's rows.
                 let blocks = (0..<rows).flatMap { golden.blocks[(($0 % golden.rows) * rowBytes)..<(($0 % golden.rows + 1) * rowBytes)] }
                 try blocks.withUnsafeBytes { bytes in
                     let matrix = try WeightMatrix(format: golden.format, bytes: bytes, rows: rows, columns: golden.columns)
-                    for count in [6, 13] {
+                    for (count, path) in [(6, ProductPath.prefill), (13, .prefill), (3, .decode), (6, .decode), (11, .decode)] {
                         let x = randomFloats(count * golden.columns, seed: 41)
-                        let batched = product(matrix, x, count: count, path: .prefill, context: context)
+                        let batched = product(matrix, x, count: count, path: path, context: context)
                         for v in 0..<count {
-                            let single = product(matrix, Array(x[(v * golden.columns)..<((v + 1) * golden.columns)]), count: 1,
-                                                 path: .prefill, context: context)
-                            XCTAssertEqual(Array(batched[(v * rows)..<((v + 1) * rows)]), single, "\(golden.format) \(rows) rows, batch \(count) vector \(v)")
-                            XCTAssertEqual(Array(batched[(v * rows)..<((v + 1) * rows)]),
-                                           (0..<rows).map { batched[v * rows + $0 % golden.rows] }, "rows repeat")
+                            let vector = Array(x[(v * golden.columns)..<((v + 1) * golden.columns)])
+                            var single = [Float](repeating: .nan, count: rows)
+                            if path == .decode {
+                                single.withUnsafeMutableBufferPointer { matrix.matvec(vector, into: $0.baseAddress!, context: context) }
+                            } else {
+                                single = product(matrix, vector, count: 1, path: .prefill, context: context)
+                            }
+                            XCTAssertEqual(Array(batched[(v * rows)..<((v + 1) * rows)]), single,
+                                           "\(golden.format) \(path) \(rows) rows, batch \(count) vector \(v)")
                         }
                     }
                 }
