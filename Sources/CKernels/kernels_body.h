@@ -804,9 +804,22 @@ static inline __attribute__((always_inline)) CK_TARGET void CK_NAME(dotn_q5_0_bo
 /// place: every (row, vector) pair through exactly the one-row body's operations, while the
 /// 16 scale products of a block come from one multiply (read back as broadcast operands) and
 /// each block's values and activations are loaded once for the tile. The exact lane sums come
-/// from activations made unsigned (x + 128, once per vector) and each row's correction
-/// −128 · Σ q (once per row) instead of a sign trick per pair.
-#define CK_DOT4N_BODY(format, block_bytes, prefetch_lines)                                                                 \
+/// from the values as unsigned bytes (value + `offset`, once per row) and each vector's
+/// correction −offset · Σ x (`offset_correction`, once per vector) instead of a sign trick per
+/// pair.
+static inline __attribute__((always_inline)) CK_TARGET __m256i CK_NAME(q8_0_unsigned_values)(const uint8_t *p) {
+    return _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(p + 2)), _mm256_set1_epi8((char)0x80));
+}
+
+static inline __attribute__((always_inline)) CK_TARGET __m256i CK_NAME(q5_0_unsigned_values)(const uint8_t *p) {
+    __m128i qs = _mm_loadu_si128((const __m128i *)(p + 6));
+    __m256i nibbles = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(qs, 4), qs), _mm256_set1_epi8(0x0F));
+    uint32_t qh;
+    memcpy(&qh, p + 2, 4);
+    return _mm256_mask_add_epi8(nibbles, (__mmask32)qh, nibbles, _mm256_set1_epi8(0x10));
+}
+
+#define CK_DOT4N_BODY(format, block_bytes, offset, prefetch_lines)                                                         \
     static inline __attribute__((always_inline)) CK_TARGET void CK_NAME(dot4n_##format##_body)(                             \
         const uint8_t *p, int64_t stride, const ck_q8_block *xb, int64_t nb, const int vectors, float *y, int64_t y_stride) { \
         const __m512i row_of_lane = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);                    \
@@ -819,21 +832,20 @@ static inline __attribute__((always_inline)) CK_TARGET void CK_NAME(dotn_q5_0_bo
             const uint8_t *block = p + (block_bytes) * b;                                                                   \
             for (int line = 0; line < (prefetch_lines); line++)                                                             \
                 _mm_prefetch((const char *)(p + 4 * stride + 4 * (block_bytes) * b + 64 * line), _MM_HINT_T0);              \
-            __m256i vq[4], corr[4];                                                                                         \
+            __m256i uq[4];                                                                                                  \
             float dw[4], dx[4] = {0, 0, 0, 0};                                                                              \
             for (int r = 0; r < 4; r++) {                                                                                   \
-                vq[r] = CK_NAME(format##_signed_values)(block + r * stride);                                                \
-                corr[r] = _mm256_sub_epi32(_mm256_setzero_si256(),                                                          \
-                                           _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_set1_epi8((char)0x80), vq[r])); \
+                uq[r] = CK_NAME(format##_unsigned_values)(block + r * stride);                                              \
                 dw[r] = ck_half(block + r * stride);                                                                        \
             }                                                                                                               \
             for (int v = 0; v < vectors; v++) dx[v] = xb[v * nb + b].d;                                                     \
             _mm512_store_ps(products, _mm512_mul_ps(_mm512_permutexvar_ps(row_of_lane, _mm512_castps128_ps512(_mm_loadu_ps(dw))), \
                                                     _mm512_permutexvar_ps(vector_of_lane, _mm512_castps128_ps512(_mm_loadu_ps(dx))))); \
             for (int v = 0; v < vectors; v++) {                                                                             \
-                __m256i ux = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)xb[v * nb + b].qs), _mm256_set1_epi8((char)0x80)); \
+                __m256i vx = _mm256_loadu_si256((const __m256i *)xb[v * nb + b].qs);                                        \
+                __m256i corr = CK_NAME(offset_correction)(vx, (offset));                                                    \
                 for (int r = 0; r < 4; r++) {                                                                               \
-                    __m256i sums = _mm256_dpbusd_epi32(corr[r], ux, vq[r]);                                                 \
+                    __m256i sums = _mm256_dpbusd_epi32(corr, uq[r], vx);                                                    \
                     acc[r][v] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), _mm256_set1_ps(products[4 * r + v]), acc[r][v]);   \
                 }                                                                                                           \
             }                                                                                                               \
@@ -852,8 +864,8 @@ static inline __attribute__((always_inline)) CK_TARGET void CK_NAME(dotn_q5_0_bo
             }                                                                                                               \
         }                                                                                                                   \
     }
-CK_DOT4N_BODY(q8_0, 34, 3)
-CK_DOT4N_BODY(q5_0, 22, 3)
+CK_DOT4N_BODY(q8_0, 34, 128, 3)
+CK_DOT4N_BODY(q5_0, 22, 16, 3)
 #undef CK_DOT4N_BODY
 #endif
 
