@@ -109,6 +109,9 @@ static inline void ck_kquant_scales_mins(const uint8_t *packed, uint8_t scales[8
 /// Most vectors the in-place multi-vector kernels (`dotn_*`) take at once.
 enum { CK_DIRECT_MULTI_MAX = 8 };
 
+/// How many rows ahead the four-row decode kernels prefetch into L2 (five groups of four).
+enum { CK_PREFETCH_L2_ROWS = 20 };
+
 /// Formats whose scales cover 16 values (two per 32-value block).
 static inline int ck_half_block_scales(int type) { return type == CK_Q6_K; }
 

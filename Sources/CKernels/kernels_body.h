@@ -691,7 +691,9 @@ static inline __attribute__((always_inline)) CK_TARGET __m256 CK_NAME(q8_0_block
 /// block, values stored as value + `offset`, `prefetch_lines` cache lines of the next four rows
 /// fetched per block): both run `format##_block_step` per row and block in the same order.
 /// The four rows are read as four interleaved streams, which the hardware prefetchers follow
-/// poorly, hence the explicit prefetch of the next four rows (the next 4·stride bytes).
+/// poorly, hence the explicit prefetch of the next four rows (the next 4·stride bytes) into
+/// L1, and of the rows `CK_PREFETCH_L2_ROWS` ahead into L2: more memory in flight per core
+/// (decode of the 270M went from ~83 to ~90 tok/s with the second).
 #define CK_DIRECT_KERNELS(format, block_bytes, offset, prefetch_lines)                                                      \
     static CK_TARGET float CK_NAME(dot_##format##_direct)(const uint8_t *p, const ck_q8_block *xb, int64_t nb) {           \
         __m256 acc = _mm256_setzero_ps();                                                                                 \
@@ -711,8 +713,10 @@ static inline __attribute__((always_inline)) CK_TARGET __m256 CK_NAME(q8_0_block
             __m256 dx = _mm256_set1_ps(xb[b].d);                                                                          \
             int64_t o = (block_bytes) * b;                                                                                \
             __m256i corr = (offset) ? CK_NAME(offset_correction)(vx, (offset)) : _mm256_setzero_si256();                  \
-            for (int line = 0; line < (prefetch_lines); line++)                                                           \
+            for (int line = 0; line < (prefetch_lines); line++) {                                                         \
                 _mm_prefetch((const char *)(p0 + 4 * stride + 4 * o + 64 * line), _MM_HINT_T0);                           \
+                _mm_prefetch((const char *)(p0 + CK_PREFETCH_L2_ROWS * stride + 4 * o + 64 * line), _MM_HINT_T1);         \
+            }                                                                                                             \
             a0 = CK_NAME(format##_block_step)(p0 + o, vx, corr, dx, a0);                                                  \
             a1 = CK_NAME(format##_block_step)(p1 + o, vx, corr, dx, a1);                                                  \
             a2 = CK_NAME(format##_block_step)(p2 + o, vx, corr, dx, a2);                                                  \
@@ -830,8 +834,10 @@ static inline __attribute__((always_inline)) CK_TARGET __m256i CK_NAME(q5_0_unsi
         float products[16] __attribute__((aligned(64)));                                                                    \
         for (int64_t b = 0; b < nb; b++) {                                                                                  \
             const uint8_t *block = p + (block_bytes) * b;                                                                   \
-            for (int line = 0; line < (prefetch_lines); line++)                                                             \
+            for (int line = 0; line < (prefetch_lines); line++) {                                                           \
                 _mm_prefetch((const char *)(p + 4 * stride + 4 * (block_bytes) * b + 64 * line), _MM_HINT_T0);              \
+                _mm_prefetch((const char *)(p + CK_PREFETCH_L2_ROWS * stride + 4 * (block_bytes) * b + 64 * line), _MM_HINT_T1); \
+            }                                                                                                               \
             __m256i uq[4];                                                                                                  \
             float dw[4], dx[4] = {0, 0, 0, 0};                                                                              \
             for (int r = 0; r < 4; r++) {                                                                                   \
