@@ -111,6 +111,16 @@ enum { CK_DIRECT_MULTI_MAX = 8 };
 
 /// How many rows ahead the four-row decode kernels prefetch into L2 (five groups of four).
 enum { CK_PREFETCH_L2_ROWS = 20 };
+/// How many rows ahead the one-row decode loop prefetches into L2.
+enum { CK_PREFETCH_ROWS_AHEAD = 4 };
+
+static inline void ck_prefetch_l2(const void *p) {
+#if CK_X86
+    _mm_prefetch((const char *)p, _MM_HINT_T1);
+#else
+    __builtin_prefetch(p, 0, 2);
+#endif
+}
 
 /// Formats whose scales cover 16 values (two per 32-value block).
 static inline int ck_half_block_scales(int type) { return type == CK_Q6_K; }
@@ -528,8 +538,13 @@ static void ck_matvec_task(void *context, int64_t index) {
         if (direct4)
             for (; first + 4 <= end; first += 4)
                 direct4(job->weights + first * job->row_stride, job->row_stride, job->xq, job->cols / 32, job->y + first);
-        for (int64_t r = first; r < end; r++)
+        for (int64_t r = first; r < end; r++) {
+            // One row at a time (K-quants): the row CK_PREFETCH_ROWS_AHEAD ahead into L2.
+            const uint8_t *ahead = job->weights + (r + CK_PREFETCH_ROWS_AHEAD) * job->row_stride;
+            if (r + CK_PREFETCH_ROWS_AHEAD < job->rows)
+                for (int64_t line = 0; line < job->row_stride; line += 64) ck_prefetch_l2(ahead + line);
             job->y[r] = direct(job->weights + r * job->row_stride, job->xq, job->cols / 32);
+        }
         return;
     }
     void (*directn)(const uint8_t *, const ck_q8_block *, int64_t, int64_t, float *, int64_t) =
