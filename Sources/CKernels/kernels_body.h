@@ -836,7 +836,6 @@ static inline __attribute__((always_inline)) CK_TARGET __m256i CK_NAME(q5_0_unsi
             const uint8_t *block = p + (block_bytes) * b;                                                                   \
             for (int line = 0; line < (prefetch_lines); line++) {                                                           \
                 _mm_prefetch((const char *)(p + 4 * stride + 4 * (block_bytes) * b + 64 * line), _MM_HINT_T0);              \
-                _mm_prefetch((const char *)(p + CK_PREFETCH_L2_ROWS * stride + 4 * (block_bytes) * b + 64 * line), _MM_HINT_T1); \
             }                                                                                                               \
             __m256i uq[4];                                                                                                  \
             float dw[4], dx[4] = {0, 0, 0, 0};                                                                              \
