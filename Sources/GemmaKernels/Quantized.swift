@@ -86,7 +86,8 @@ public final class KernelContext: @unchecked Sendable {
 
 /// Which arithmetic a product of quantized weights uses. Both quantize activations to int8
 /// blocks and sum integer products exactly; they differ only in how block results are rounded
-/// into floats (see ckernels.h), so a model's logits on the two paths agree to float rounding.
+/// into floats (see ckernels.h): one product agrees across the paths to float rounding, a
+/// model's logits (every layer re-quantizes its input) to int8 activation noise.
 public enum ProductPath: Sendable {
     /// Per-row kernels reading the weights in place: one or a few vectors (decode steps).
     case decode
