@@ -26,9 +26,9 @@ import GemmaWeights
 /// single-token appends (decode steps, `appendBatch`) through the decode path
 /// (`ProductPath`). Each path gives the same results on any instruction set and whatever the
 /// batching (a prompt cut into pieces, sessions decoded together); the two agree with each
-/// other to the int8 activations' noise, not bit for bit. GGUF models keep K/V in f16 and round Q and attention
-/// weights to f16 like llama.cpp, safetensors models compute attention in f32 like
-/// transformers. Float weights in batches above four positions go through sgemm.
+/// other to the int8 activations' noise, not bit for bit. GGUF models keep K/V in f16 and
+/// round Q and attention weights to f16 like llama.cpp, safetensors models compute attention
+/// in f32 like transformers. Float weights in batches above four positions go through sgemm.
 ///
 /// A model may serve many caches but runs one call at a time (its thread pool is shared):
 /// callers serialize calls, e.g. on one dedicated thread.
