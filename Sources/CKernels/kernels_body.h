@@ -428,7 +428,6 @@ static inline CK_TARGET __m256i CK_NAME(lane_sums)(__m256i vq, __m256i vx) {
 #endif
 }
 
-
 /// `lane_sums` for values in 0…127 (nibbles): the same exact sums without the sign tricks
 /// (maddubs pairs stay within int16: 2 · 127 · 128 < 32768).
 static inline CK_TARGET __m256i CK_NAME(unsigned_lane_sums)(__m256i vq, __m256i vx) {
@@ -521,7 +520,7 @@ static CK_TARGET void CK_NAME(dot_unpacked_sums)(const int8_t *q, const float *s
 
 #if !(CK_VARIANT_AVX2 || CK_VARIANT_AVX512)
 /// `dot_unpacked` for one Q8_0 row read in place (no unpacking): the same operations in the
-/// same order, so decode and batched prefill agree bit for bit. (The AVX variants' in-place
+/// same order, so decode agrees bit for bit whichever kernel runs. (The AVX variants' in-place
 /// kernels follow below.)
 static CK_TARGET float CK_NAME(dot_q8_0_direct)(const uint8_t *p, const ck_q8_block *xb, int64_t nb) {
     float acc[8] = {0};
@@ -543,7 +542,9 @@ static CK_TARGET float CK_NAME(dot_q8_0_direct)(const uint8_t *p, const ck_q8_bl
 //
 // Each builds a block's 32 int8 values in a register and then performs exactly the operations
 // of `dot_unpacked` (exact lane sums, scale = (lo|hi) × x.d, fused add, same reduction, minimum
-// terms by fmaf in block order), so decode agrees bit for bit with the batched kernels.
+// terms by fmaf in block order), so every decode path (one row, four rows, several vectors)
+// agrees bit for bit with `dot_unpacked` — decode's arithmetic; prefill has its own
+// (`dot_unpacked_sums`).
 
 static inline CK_TARGET float CK_NAME(reduce8)(__m256 acc) {
     __m128 half = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
@@ -574,20 +575,47 @@ static inline __attribute__((always_inline)) CK_TARGET __m256i CK_NAME(offset_co
 #endif
 }
 
-/// One Q5_0 block: acc + (exact lane sums of q·x) × (d · x.d). `corr` from `offset_correction(vx, 16)`.
-static inline __attribute__((always_inline)) CK_TARGET __m256 CK_NAME(q5_0_block_step)(const uint8_t *p, __m256i vx, __m256i corr, __m256 dx, __m256 acc) {
-    const __m256i low = _mm256_set1_epi8(0x0F);
-    __m128i qs = _mm_loadu_si128((const __m128i *)(p + 6));
-    __m256i nibbles = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(qs, 4), qs), low);
+/// Sixteen bytes of packed nibbles as 32 values 0…15: the low nibbles (elements 0–15), then
+/// the high ones (16–31).
+static inline __attribute__((always_inline)) CK_TARGET __m256i CK_NAME(unpack_nibbles)(const uint8_t *packed) {
+    __m128i qs = _mm_loadu_si128((const __m128i *)packed);
+    return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(qs, 4), qs), _mm256_set1_epi8(0x0F));
+}
+
+/// A Q8_0 block's values.
+static inline __attribute__((always_inline)) CK_TARGET __m256i CK_NAME(q8_0_signed_values)(const uint8_t *p) {
+    return _mm256_loadu_si256((const __m256i *)(p + 2));
+}
+
+/// A Q8_0 block's values as unsigned bytes (value + 128).
+static inline __attribute__((always_inline)) CK_TARGET __m256i CK_NAME(q8_0_unsigned_values)(const uint8_t *p) {
+    return _mm256_xor_si256(CK_NAME(q8_0_signed_values)(p), _mm256_set1_epi8((char)0x80));
+}
+
+/// A Q5_0 block's values as unsigned bytes (value + 16, 0…31): nibbles plus the fifth bit.
+static inline __attribute__((always_inline)) CK_TARGET __m256i CK_NAME(q5_0_unsigned_values)(const uint8_t *p) {
+    __m256i nibbles = CK_NAME(unpack_nibbles)(p + 6);
     uint32_t qh;
     memcpy(&qh, p + 2, 4);
 #if CK_VARIANT_AVX512
-    __m256i sums = _mm256_dpbusd_epi32(corr, _mm256_mask_add_epi8(nibbles, (__mmask32)qh, nibbles, _mm256_set1_epi8(0x10)), vx);
+    return _mm256_mask_add_epi8(nibbles, (__mmask32)qh, nibbles, _mm256_set1_epi8(0x10));
+#else
+    return _mm256_or_si256(nibbles, _mm256_and_si256(CK_NAME(bytes_from_bits)(qh), _mm256_set1_epi8(0x10)));
+#endif
+}
+
+/// A Q5_0 block's values (−16…15), for the sign trick.
+static inline __attribute__((always_inline)) CK_TARGET __m256i CK_NAME(q5_0_signed_values)(const uint8_t *p) {
+    return _mm256_sub_epi8(CK_NAME(q5_0_unsigned_values)(p), _mm256_set1_epi8(16));
+}
+
+/// One Q5_0 block: acc + (exact lane sums of q·x) × (d · x.d). `corr` from `offset_correction(vx, 16)`.
+static inline __attribute__((always_inline)) CK_TARGET __m256 CK_NAME(q5_0_block_step)(const uint8_t *p, __m256i vx, __m256i corr, __m256 dx, __m256 acc) {
+#if CK_VARIANT_AVX512
+    __m256i sums = _mm256_dpbusd_epi32(corr, CK_NAME(q5_0_unsigned_values)(p), vx);
 #else
     (void)corr;
-    __m256i high = _mm256_and_si256(CK_NAME(bytes_from_bits)(qh), _mm256_set1_epi8(0x10));
-    __m256i vq = _mm256_sub_epi8(_mm256_or_si256(nibbles, high), _mm256_set1_epi8(16));
-    __m256i sums = CK_NAME(lane_sums)(vq, vx);
+    __m256i sums = CK_NAME(lane_sums)(CK_NAME(q5_0_signed_values)(p), vx);
 #endif
     float d = ck_half(p);
     __m256 scale = _mm256_mul_ps(_mm256_set_m128(_mm_set1_ps(d), _mm_set1_ps(d)), dx);
@@ -596,8 +624,7 @@ static inline __attribute__((always_inline)) CK_TARGET __m256 CK_NAME(q5_0_block
 
 /// Q4_0 in place: Q5_0's kernel without the fifth bit (values q − 8).
 static inline __attribute__((always_inline)) CK_TARGET __m256 CK_NAME(q4_0_block_step)(const uint8_t *p, __m256i vx, __m256i corr, __m256 dx, __m256 acc) {
-    __m128i qs = _mm_loadu_si128((const __m128i *)(p + 2));
-    __m256i nibbles = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(qs, 4), qs), _mm256_set1_epi8(0x0F));
+    __m256i nibbles = CK_NAME(unpack_nibbles)(p + 2);
 #if CK_VARIANT_AVX512
     __m256i sums = _mm256_dpbusd_epi32(corr, nibbles, vx);
 #else
@@ -682,7 +709,7 @@ static CK_TARGET float CK_NAME(dot_q6_k_direct)(const uint8_t *p, const ck_q8_bl
 /// One Q8_0 block (values already signed: no correction).
 static inline __attribute__((always_inline)) CK_TARGET __m256 CK_NAME(q8_0_block_step)(const uint8_t *p, __m256i vx, __m256i corr, __m256 dx, __m256 acc) {
     (void)corr;
-    __m256i sums = CK_NAME(lane_sums)(_mm256_loadu_si256((const __m256i *)(p + 2)), vx);
+    __m256i sums = CK_NAME(lane_sums)(CK_NAME(q8_0_signed_values)(p), vx);
     __m256 scale = _mm256_mul_ps(_mm256_set1_ps(ck_half(p)), dx);
     return _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), scale, acc);
 }
@@ -749,59 +776,29 @@ CK_DIRECT_KERNELS(q4_0, 18, 8, 2)
         default: CK_NAME(dotn_##format##_body)(p, xb, nb, count, y, y_stride); break;                                       \
         }                                                                                                                   \
     }
-/// A Q8_0 block's values.
-static inline __attribute__((always_inline)) CK_TARGET __m256i CK_NAME(q8_0_signed_values)(const uint8_t *p) {
-    return _mm256_loadu_si256((const __m256i *)(p + 2));
-}
 
-/// A Q5_0 block's values (q − 16), for kernels that pair one block with several vectors (a
-/// per-vector offset correction would cost more than the signed form saves).
-static inline __attribute__((always_inline)) CK_TARGET __m256i CK_NAME(q5_0_signed_values)(const uint8_t *p) {
-    __m128i qs = _mm_loadu_si128((const __m128i *)(p + 6));
-    __m256i nibbles = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(qs, 4), qs), _mm256_set1_epi8(0x0F));
-    uint32_t qh;
-    memcpy(&qh, p + 2, 4);
-#if CK_VARIANT_AVX512
-    return _mm256_sub_epi8(_mm256_mask_add_epi8(nibbles, (__mmask32)qh, nibbles, _mm256_set1_epi8(0x10)), _mm256_set1_epi8(16));
-#else
-    __m256i high = _mm256_and_si256(CK_NAME(bytes_from_bits)(qh), _mm256_set1_epi8(0x10));
-    return _mm256_sub_epi8(_mm256_or_si256(nibbles, high), _mm256_set1_epi8(16));
-#endif
-}
-
-static inline __attribute__((always_inline)) CK_TARGET void CK_NAME(dotn_q8_0_body)(const uint8_t *p, const ck_q8_block *xb, int64_t nb, const int64_t count, float *y, int64_t y_stride) {
-    __m256 acc[CK_DIRECT_MULTI_MAX];
-    for (int64_t v = 0; v < count; v++) acc[v] = _mm256_setzero_ps();
-    for (int64_t b = 0; b < nb; b++, p += 34) {
-        __m256i vq = CK_NAME(q8_0_signed_values)(p);
-        __m256 dw = _mm256_set1_ps(ck_half(p));
-        for (int64_t v = 0; v < count; v++) {
-            const ck_q8_block *x = xb + v * nb + b;
-            __m256i sums = CK_NAME(lane_sums)(vq, _mm256_loadu_si256((const __m256i *)x->qs));
-            acc[v] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), _mm256_mul_ps(dw, _mm256_set1_ps(x->d)), acc[v]);
-        }
+/// One row of a 32-value block format with several vectors: the block's signed values are
+/// built once and the sign trick pairs them with each vector (a per-vector offset correction
+/// would cost more than the signed form saves).
+#define CK_DOTN_BLOCK_BODY(format, block_bytes)                                                                             \
+    static inline __attribute__((always_inline)) CK_TARGET void CK_NAME(dotn_##format##_body)(                              \
+        const uint8_t *p, const ck_q8_block *xb, int64_t nb, const int64_t count, float *y, int64_t y_stride) {             \
+        __m256 acc[CK_DIRECT_MULTI_MAX];                                                                                    \
+        for (int64_t v = 0; v < count; v++) acc[v] = _mm256_setzero_ps();                                                   \
+        for (int64_t b = 0; b < nb; b++, p += (block_bytes)) {                                                              \
+            __m256i vq = CK_NAME(format##_signed_values)(p);                                                                \
+            __m256 dw = _mm256_set1_ps(ck_half(p));                                                                         \
+            for (int64_t v = 0; v < count; v++) {                                                                           \
+                const ck_q8_block *x = xb + v * nb + b;                                                                     \
+                __m256i sums = CK_NAME(lane_sums)(vq, _mm256_loadu_si256((const __m256i *)x->qs));                          \
+                acc[v] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), _mm256_mul_ps(dw, _mm256_set1_ps(x->d)), acc[v]);       \
+            }                                                                                                               \
+        }                                                                                                                   \
+        for (int64_t v = 0; v < count; v++) y[v * y_stride] = CK_NAME(reduce8)(acc[v]) + 0.0f;                              \
     }
-    for (int64_t v = 0; v < count; v++) y[v * y_stride] = CK_NAME(reduce8)(acc[v]) + 0.0f;
-}
-
-
-/// Several vectors: the block's signed values are built once and the sign trick pairs them
-/// with each vector.
-static inline __attribute__((always_inline)) CK_TARGET void CK_NAME(dotn_q5_0_body)(const uint8_t *p, const ck_q8_block *xb, int64_t nb, const int64_t count, float *y, int64_t y_stride) {
-    __m256 acc[CK_DIRECT_MULTI_MAX];
-    for (int64_t v = 0; v < count; v++) acc[v] = _mm256_setzero_ps();
-    for (int64_t b = 0; b < nb; b++, p += 22) {
-        __m256i vq = CK_NAME(q5_0_signed_values)(p);
-        float d = ck_half(p);
-        __m256 dw = _mm256_set_m128(_mm_set1_ps(d), _mm_set1_ps(d));
-        for (int64_t v = 0; v < count; v++) {
-            const ck_q8_block *x = xb + v * nb + b;
-            __m256i sums = CK_NAME(lane_sums)(vq, _mm256_loadu_si256((const __m256i *)x->qs));
-            acc[v] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), _mm256_mul_ps(dw, _mm256_set1_ps(x->d)), acc[v]);
-        }
-    }
-    for (int64_t v = 0; v < count; v++) y[v * y_stride] = CK_NAME(reduce8)(acc[v]) + 0.0f;
-}
+CK_DOTN_BLOCK_BODY(q8_0, 34)
+CK_DOTN_BLOCK_BODY(q5_0, 22)
+#undef CK_DOTN_BLOCK_BODY
 
 #if CK_VARIANT_AVX512
 /// Four rows (`stride` bytes apart) × up to four vectors of a 32-value block format, read in
@@ -811,18 +808,6 @@ static inline __attribute__((always_inline)) CK_TARGET void CK_NAME(dotn_q5_0_bo
 /// from the values as unsigned bytes (value + `offset`, once per row) and each vector's
 /// correction −offset · Σ x (`offset_correction`, once per vector) instead of a sign trick per
 /// pair.
-static inline __attribute__((always_inline)) CK_TARGET __m256i CK_NAME(q8_0_unsigned_values)(const uint8_t *p) {
-    return _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(p + 2)), _mm256_set1_epi8((char)0x80));
-}
-
-static inline __attribute__((always_inline)) CK_TARGET __m256i CK_NAME(q5_0_unsigned_values)(const uint8_t *p) {
-    __m128i qs = _mm_loadu_si128((const __m128i *)(p + 6));
-    __m256i nibbles = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(qs, 4), qs), _mm256_set1_epi8(0x0F));
-    uint32_t qh;
-    memcpy(&qh, p + 2, 4);
-    return _mm256_mask_add_epi8(nibbles, (__mmask32)qh, nibbles, _mm256_set1_epi8(0x10));
-}
-
 #define CK_DOT4N_BODY(format, block_bytes, offset, prefetch_lines)                                                         \
     static inline __attribute__((always_inline)) CK_TARGET void CK_NAME(dot4n_##format##_body)(                             \
         const uint8_t *p, int64_t stride, const ck_q8_block *xb, int64_t nb, const int vectors, float *y, int64_t y_stride) { \
@@ -834,9 +819,8 @@ static inline __attribute__((always_inline)) CK_TARGET __m256i CK_NAME(q5_0_unsi
         float products[16] __attribute__((aligned(64)));                                                                    \
         for (int64_t b = 0; b < nb; b++) {                                                                                  \
             const uint8_t *block = p + (block_bytes) * b;                                                                   \
-            for (int line = 0; line < (prefetch_lines); line++) {                                                           \
+            for (int line = 0; line < (prefetch_lines); line++)                                                             \
                 _mm_prefetch((const char *)(p + 4 * stride + 4 * (block_bytes) * b + 64 * line), _MM_HINT_T0);              \
-            }                                                                                                               \
             __m256i uq[4];                                                                                                  \
             float dw[4], dx[4] = {0, 0, 0, 0};                                                                              \
             for (int r = 0; r < 4; r++) {                                                                                   \
@@ -881,8 +865,6 @@ CK_DOTN_DISPATCH(q6_k)
 #undef CK_DOTN_DISPATCH
 #endif
 
-
-/// A decode kernel reading `type` in place, or NULL when the format goes through unpacking.
 /// A kernel for one row of `type` and up to `CK_DIRECT_MULTI_MAX` vectors, or NULL.
 static CK_TARGET void (*CK_NAME(directn_kernel)(int type))(const uint8_t *, const ck_q8_block *, int64_t, int64_t, float *, int64_t) {
     switch (type) {
@@ -920,6 +902,8 @@ static CK_TARGET void (*CK_NAME(direct4_kernel)(int type))(const uint8_t *, int6
     }
 }
 
+/// A decode kernel reading one row of `type` in place, or NULL when the format goes through
+/// unpacking.
 static CK_TARGET float (*CK_NAME(direct_kernel)(int type))(const uint8_t *, const ck_q8_block *, int64_t) {
     switch (type) {
     case CK_Q8_0: return CK_NAME(dot_q8_0_direct);
