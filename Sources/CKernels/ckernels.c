@@ -487,6 +487,21 @@ void ck_pool_run(ck_pool *pool, void (*task)(void *, int64_t), void *context, in
     pthread_mutex_unlock(&pool->mutex);
 }
 
+/// Up to `CK_MATVEC_GROUP_MAX` jobs of one task function in a single pass of the pool (one
+/// wake-up): pool task `index` runs task `index − first_task[m]` of job m.
+typedef struct {
+    void (*task)(void *, int64_t);
+    void *jobs[CK_MATVEC_GROUP_MAX];
+    int64_t first_task[CK_MATVEC_GROUP_MAX + 1];
+} ck_job_group;
+
+static void ck_job_group_task(void *context, int64_t index) {
+    const ck_job_group *group = (const ck_job_group *)context;
+    int m = 0;
+    while (index >= group->first_task[m + 1]) m++;
+    group->task(group->jobs[m], index - group->first_task[m]);
+}
+
 // MARK: matrix kernels
 
 typedef struct {
@@ -514,23 +529,9 @@ static void ck_matvec_task(void *context, int64_t index) {
     int64_t first = index * job->rows_per_task;
     int64_t end = first + job->rows_per_task;
     if (end > job->rows) end = job->rows;
-    if (job->prefill) {
-        // Prefill: decode each row once into int8 + scales, then dot it with every vector.
-        int64_t nb = job->cols / 32;
-        int8_t *q = malloc((size_t)job->cols);
-        float *scales = malloc((size_t)nb * 2 * sizeof(float)), *mins = malloc((size_t)nb * sizeof(float));
-        if (!q || !scales || !mins) abort();
-        int halves = ck_half_block_scales(job->type);
-        for (int64_t r = first; r < end; r++) {
-            int has_min = job->variant->unpack_row(job->type, job->weights + r * job->row_stride, job->cols, q, scales, mins);
-            job->variant->dot_unpacked_sums(q, scales, mins, has_min, halves, nb, job->xq, job->count, job->y + r, job->rows);
-        }
-        free(q);
-        free(scales);
-        free(mins);
-        return;
-    }
-    float (*direct)(const uint8_t *, const ck_q8_block *, int64_t) = job->xq && job->count == 1 ? job->variant->direct_kernel(job->type) : NULL;
+    // Prefill's arithmetic runs unpacked here (its batched AVX-512 kernel: ck_prefill_tiled_avx512).
+    float (*direct)(const uint8_t *, const ck_q8_block *, int64_t) =
+        job->xq && job->count == 1 && !job->prefill ? job->variant->direct_kernel(job->type) : NULL;
     if (direct) {
         // Decode: read blocks in place (bit-identical to unpacking first), four rows at a time
         // where the format has such a kernel.
@@ -548,7 +549,7 @@ static void ck_matvec_task(void *context, int64_t index) {
         return;
     }
     void (*directn)(const uint8_t *, const ck_q8_block *, int64_t, int64_t, float *, int64_t) =
-        job->xq ? job->variant->directn_kernel(job->type) : NULL;
+        job->xq && !job->prefill ? job->variant->directn_kernel(job->type) : NULL;
     if (directn) {
         // Several vectors (batched decode): each row read in place once per
         // CK_DIRECT_MULTI_MAX vectors.
@@ -567,14 +568,20 @@ static void ck_matvec_task(void *context, int64_t index) {
         return;
     }
     if (job->xq) {
-        // Quantized: decode each row once into int8 + scales, then dot it with every vector.
+        // Quantized: decode each row once into int8 + scales, then dot it with every vector,
+        // with prefill's arithmetic or decode's.
         int64_t nb = job->cols / 32;
         int8_t *q = malloc((size_t)job->cols);
         float *scales = malloc((size_t)nb * 2 * sizeof(float));
         float *mins = malloc((size_t)nb * sizeof(float));
+        if (!q || !scales || !mins) abort();
+        int halves = ck_half_block_scales(job->type);
         for (int64_t r = first; r < end; r++) {
             int has_min = job->variant->unpack_row(job->type, job->weights + r * job->row_stride, job->cols, q, scales, mins);
-            job->variant->dot_unpacked(q, scales, mins, has_min, nb, job->xq, job->count, job->y + r, job->rows);
+            if (job->prefill)
+                job->variant->dot_unpacked_sums(q, scales, mins, has_min, halves, nb, job->xq, job->count, job->y + r, job->rows);
+            else
+                job->variant->dot_unpacked(q, scales, mins, has_min, nb, job->xq, job->count, job->y + r, job->rows);
         }
         free(q);
         free(scales);
@@ -777,23 +784,10 @@ static CK_AVX512_TARGET void ck_repack_task(void *context, int64_t v) {
     }
 }
 
-typedef struct {
-    int count;
-    ck_tiled_job jobs[CK_MATVEC_GROUP_MAX];
-    int64_t first_task[CK_MATVEC_GROUP_MAX + 1];
-} ck_tiled_group;
-
-static CK_AVX512_TARGET void ck_tiled_group_task(void *context, int64_t index) {
-    ck_tiled_group *group = (ck_tiled_group *)context;
-    int m = 0;
-    while (index >= group->first_task[m + 1]) m++;
-    ck_tiled_task(&group->jobs[m], index - group->first_task[m]);
-}
-
-/// The AVX-512 path of `ck_matvec_multi` / `ck_matmul_group` for quantized formats: `n`
-/// matrices that read the same `count` vectors `x` with the same activation scheme (and column
-/// count) share one quantization and repacking of `x` and one pass of the pool.
-static CK_AVX512_TARGET int ck_matvec_tiled_avx512(ck_pool *pool, int n, const ck_matrix *m, const float *x,
+/// The AVX-512 path of `ck_prefill_group`: `n` matrices that read the same `count` vectors
+/// `x` with the same activation scheme (and column count) share one quantization and repacking
+/// of `x` and one pass of the pool.
+static CK_AVX512_TARGET int ck_prefill_tiled_avx512(ck_pool *pool, int n, const ck_matrix *m, const float *x,
                                                    int64_t count, float *const *y) {
     int64_t cols = m[0].cols, nb = cols / 32, padded = (count + 3) / 4 * 4;
     ck_x_tiles tiles = {nb, malloc((size_t)(padded * nb * 32)), malloc((size_t)(padded * nb) * sizeof(float)),
@@ -804,7 +798,8 @@ static CK_AVX512_TARGET int ck_matvec_tiled_avx512(ck_pool *pool, int n, const c
     }
     ck_repack_job repack = {x, cols, count, m[0].type, &tiles};
     ck_pool_run(pool, ck_repack_task, &repack, padded);
-    ck_tiled_group group = {n, {{0}}, {0}};
+    ck_tiled_job jobs[CK_MATVEC_GROUP_MAX];
+    ck_job_group group = {ck_tiled_task, {0}, {0}};
     for (int i = 0; i < n; i++) {
         // Rows per task: prepared rows (52 bytes per 32 columns) within ~256 KiB, whole pairs
         // of row groups, and at least four tasks per thread when the matrix allows.
@@ -813,59 +808,55 @@ static CK_AVX512_TARGET int ck_matvec_tiled_avx512(ck_pool *pool, int n, const c
         int64_t balanced = (m[i].rows + 4 * ck_pool_threads(pool) - 1) / (4 * ck_pool_threads(pool));
         if (balanced < per) per = balanced;
         per = per < pair ? pair : per / pair * pair;
-        group.jobs[i] = (ck_tiled_job){m[i].type, m[i].weights, m[i].rows, cols, m[i].row_stride, per, count, &tiles, y[i]};
+        jobs[i] = (ck_tiled_job){m[i].type, m[i].weights, m[i].rows, cols, m[i].row_stride, per, count, &tiles, y[i]};
+        group.jobs[i] = &jobs[i];
         group.first_task[i + 1] = group.first_task[i] + (m[i].rows + per - 1) / per;
     }
-    ck_pool_run(pool, ck_tiled_group_task, &group, group.first_task[n]);
+    ck_pool_run(pool, ck_job_group_task, &group, group.first_task[n]);
     free(tiles.ux); free(tiles.d); free(tiles.s);
     return 1;
 }
 #endif
 
-typedef struct {
-    int count;
-    ck_matvec_job jobs[CK_MATVEC_GROUP_MAX];
-    int64_t first_task[CK_MATVEC_GROUP_MAX + 1];
-} ck_group_job;
-
-static void ck_group_task(void *context, int64_t index) {
-    ck_group_job *group = (ck_group_job *)context;
-    int m = 0;
-    while (index >= group->first_task[m + 1]) m++;
-    ck_matvec_task(&group->jobs[m], index - group->first_task[m]);
-}
-
 /// `y[m] = x · matrices[m]ᵀ` for `vectors` inputs through the per-row kernels, every matrix in
-/// one pass of the pool; `prefill` picks prefill's arithmetic over decode's.
+/// one pass of the pool; `prefill` picks prefill's arithmetic over decode's. Matrices that read
+/// `x` alike (same columns, same activation scheme) share one quantization of it.
 static int ck_run_group(ck_pool *pool, int count, const ck_matrix *matrices, const float *x, int64_t vectors, float *const *y,
                         int prefill) {
     if (count < 1 || count > CK_MATVEC_GROUP_MAX || vectors < 0) return 0;
+    for (int m = 0; m < count; m++)
+        if (ck_row_bytes(matrices[m].type, matrices[m].cols) == 0 || matrices[m].rows < 0 ||
+            (prefill && !ck_uses_q8_activations(matrices[m].type)))
+            return 0;
+    if (vectors == 0) return 1;
     const ck_variant *variant = ck_current();
-    ck_group_job group;
-    group.count = count;
-    group.first_task[0] = 0;
+    ck_matvec_job jobs[CK_MATVEC_GROUP_MAX];
+    ck_job_group group = {ck_matvec_task, {0}, {0}};
     ck_q8_block *quantized[CK_MATVEC_GROUP_MAX] = {0};
-    int ok = 1;
-    for (int m = 0; m < count; m++) {
+    int owned[CK_MATVEC_GROUP_MAX] = {0}, ok = 1;
+    for (int m = 0; m < count && ok; m++) {
         const ck_matrix *w = &matrices[m];
-        if (ck_row_bytes(w->type, w->cols) == 0 || w->rows < 0) { ok = 0; break; }
         if (ck_uses_q8_activations(w->type)) {
-            int64_t nb = w->cols / 32;
-            quantized[m] = malloc((size_t)(vectors * nb) * sizeof(ck_q8_block) + 1);
-            if (!quantized[m]) { ok = 0; break; }
-            for (int64_t v = 0; v < vectors; v++)
-                variant->quantize_q8(x + v * w->cols, quantized[m] + v * nb, w->cols, ck_activation_mode(w->type));
-        } else if (prefill) {
-            ok = 0;
-            break;
+            int mode = ck_activation_mode(w->type);
+            for (int k = 0; k < m && !quantized[m]; k++)
+                if (quantized[k] && matrices[k].cols == w->cols && ck_activation_mode(matrices[k].type) == mode)
+                    quantized[m] = quantized[k];
+            if (!quantized[m]) {
+                int64_t nb = w->cols / 32;
+                quantized[m] = malloc((size_t)(vectors * nb) * sizeof(ck_q8_block));
+                owned[m] = 1;
+                if (!quantized[m]) { ok = 0; break; }
+                for (int64_t v = 0; v < vectors; v++) variant->quantize_q8(x + v * w->cols, quantized[m] + v * nb, w->cols, mode);
+            }
         }
-        ck_matvec_job job = {variant, w->type, w->weights, w->rows, w->cols, w->row_stride,
-                             ck_rows_per_task(pool, w->rows), x, quantized[m], vectors, y[m], prefill};
-        group.jobs[m] = job;
-        group.first_task[m + 1] = group.first_task[m] + (w->rows + job.rows_per_task - 1) / job.rows_per_task;
+        jobs[m] = (ck_matvec_job){variant, w->type, w->weights, w->rows, w->cols, w->row_stride,
+                                  ck_rows_per_task(pool, w->rows), x, quantized[m], vectors, y[m], prefill};
+        group.jobs[m] = &jobs[m];
+        group.first_task[m + 1] = group.first_task[m] + (w->rows + jobs[m].rows_per_task - 1) / jobs[m].rows_per_task;
     }
-    if (ok) ck_pool_run(pool, ck_group_task, &group, group.first_task[count]);
-    for (int m = 0; m < count; m++) free(quantized[m]);
+    if (ok) ck_pool_run(pool, ck_job_group_task, &group, group.first_task[count]);
+    for (int m = 0; m < count; m++)
+        if (owned[m]) free(quantized[m]);
     return ok;
 }
 
@@ -899,9 +890,9 @@ int ck_prefill_group(ck_pool *pool, int count, const ck_matrix *matrices, const 
         int shared = 1;
         for (int i = 1; i < count; i++)
             shared &= matrices[i].cols == matrices[0].cols && ck_activation_mode(matrices[i].type) == ck_activation_mode(matrices[0].type);
-        if (shared) return ck_matvec_tiled_avx512(pool, count, matrices, x, vectors, y);
+        if (shared) return ck_prefill_tiled_avx512(pool, count, matrices, x, vectors, y);
         for (int i = 0; i < count; i++)
-            if (!ck_matvec_tiled_avx512(pool, 1, &matrices[i], x, vectors, &y[i])) return 0;
+            if (!ck_prefill_tiled_avx512(pool, 1, &matrices[i], x, vectors, &y[i])) return 0;
         return 1;
     }
 #endif
