@@ -374,9 +374,10 @@ public final class TextModel: @unchecked Sendable {
         let groupSize = c.headCount / c.kvHeadCount
         // Every (query, key) product has the arithmetic of one `dot` call and every mix that of
         // `axpy` calls in key order, whether the batch holds one position or many and whether
-        // the blocked kernels (contiguous runs) or per-key calls do it, so prefill and
-        // step-by-step decoding agree exactly. Work is split over (head, run of 8 queries);
-        // each task writes only its own outputs.
+        // the blocked kernels (contiguous runs) or per-key calls do it: attention itself gives
+        // the same values in prefill and in decode (the two differ only through the int8
+        // products, `ProductPath`). Work is split over (head, run of 8 queries); each task
+        // writes only its own outputs.
         let queryRuns = (count + 7) / 8
         let mixedBase = mixed.baseAddress!, queryBase = queries.baseAddress!
         let halfPrecision = c.halfPrecisionAttention
