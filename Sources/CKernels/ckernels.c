@@ -109,8 +109,6 @@ static inline void ck_kquant_scales_mins(const uint8_t *packed, uint8_t scales[8
 /// Most vectors the in-place multi-vector kernels (`dotn_*`) take at once.
 enum { CK_DIRECT_MULTI_MAX = 8 };
 
-/// How many rows ahead the four-row decode kernels prefetch into L2 (five groups of four).
-enum { CK_PREFETCH_L2_ROWS = 20 };
 /// How many rows ahead the one-row decode loop prefetches into L2.
 enum { CK_PREFETCH_ROWS_AHEAD = 4 };
 
@@ -162,9 +160,8 @@ typedef struct {
     void (*quantize_q8)(const float *, ck_q8_block *, int64_t, int);
     float (*vec_dot)(int, const void *, const float *, int64_t);
     float (*(*direct_kernel)(int))(const uint8_t *, const ck_q8_block *, int64_t);
-    void (*(*direct4_kernel)(int))(const uint8_t *, int64_t, const ck_q8_block *, int64_t, float *);
     void (*(*directn_kernel)(int))(const uint8_t *, const ck_q8_block *, int64_t, int64_t, float *, int64_t);
-    void (*(*direct4n_kernel)(int))(const uint8_t *, int64_t, const ck_q8_block *, int64_t, int64_t, float *, int64_t);
+    void (*(*sums_kernel)(int, int *))(const uint8_t *, int64_t, const ck_q8_block *, const int32_t *, int64_t, int64_t, float *, int64_t);
     float (*dot_f32)(const float *, const float *, int64_t);
     void (*axpy_f32)(float, const float *, float *, int64_t);
     void (*round_to_half)(float *, int64_t);
@@ -182,13 +179,13 @@ typedef struct {
 } ck_variant;
 
 static const ck_variant ck_variants[3] = {
-    {dequantize_row_scalar, quantize_q8_scalar, vec_dot_scalar, direct_kernel_scalar, direct4_kernel_scalar, directn_kernel_scalar, direct4n_kernel_scalar, dot_f32_scalar, axpy_f32_scalar, round_to_half_scalar, f32_to_f16_row_scalar, f16_to_f32_row_scalar, unpack_row_scalar, dot_unpacked_scalar, dot_unpacked_sums_scalar, attention_scores_scalar, attention_mix_scalar, geglu_f16_table_scalar, dot_f32_f16_scalar, axpy_f16_scalar, argmax_f32_scalar},
+    {dequantize_row_scalar, quantize_q8_scalar, vec_dot_scalar, direct_kernel_scalar, directn_kernel_scalar, sums_kernel_scalar, dot_f32_scalar, axpy_f32_scalar, round_to_half_scalar, f32_to_f16_row_scalar, f16_to_f32_row_scalar, unpack_row_scalar, dot_unpacked_scalar, dot_unpacked_sums_scalar, attention_scores_scalar, attention_mix_scalar, geglu_f16_table_scalar, dot_f32_f16_scalar, axpy_f16_scalar, argmax_f32_scalar},
 #if CK_X86
-    {dequantize_row_avx2, quantize_q8_avx2, vec_dot_avx2, direct_kernel_avx2, direct4_kernel_avx2, directn_kernel_avx2, direct4n_kernel_avx2, dot_f32_avx2, axpy_f32_avx2, round_to_half_avx2, f32_to_f16_row_avx2, f16_to_f32_row_avx2, unpack_row_avx2, dot_unpacked_avx2, dot_unpacked_sums_avx2, attention_scores_avx2, attention_mix_avx2, geglu_f16_table_avx2, dot_f32_f16_avx2, axpy_f16_avx2, argmax_f32_avx2},
-    {dequantize_row_avx512, quantize_q8_avx512, vec_dot_avx512, direct_kernel_avx512, direct4_kernel_avx512, directn_kernel_avx512, direct4n_kernel_avx512, dot_f32_avx512, axpy_f32_avx512, round_to_half_avx512, f32_to_f16_row_avx512, f16_to_f32_row_avx512, unpack_row_avx512, dot_unpacked_avx512, dot_unpacked_sums_avx512, attention_scores_avx512, attention_mix_avx512, geglu_f16_table_avx512, dot_f32_f16_avx512, axpy_f16_avx512, argmax_f32_avx512},
+    {dequantize_row_avx2, quantize_q8_avx2, vec_dot_avx2, direct_kernel_avx2, directn_kernel_avx2, sums_kernel_avx2, dot_f32_avx2, axpy_f32_avx2, round_to_half_avx2, f32_to_f16_row_avx2, f16_to_f32_row_avx2, unpack_row_avx2, dot_unpacked_avx2, dot_unpacked_sums_avx2, attention_scores_avx2, attention_mix_avx2, geglu_f16_table_avx2, dot_f32_f16_avx2, axpy_f16_avx2, argmax_f32_avx2},
+    {dequantize_row_avx512, quantize_q8_avx512, vec_dot_avx512, direct_kernel_avx512, directn_kernel_avx512, sums_kernel_avx512, dot_f32_avx512, axpy_f32_avx512, round_to_half_avx512, f32_to_f16_row_avx512, f16_to_f32_row_avx512, unpack_row_avx512, dot_unpacked_avx512, dot_unpacked_sums_avx512, attention_scores_avx512, attention_mix_avx512, geglu_f16_table_avx512, dot_f32_f16_avx512, axpy_f16_avx512, argmax_f32_avx512},
 #else
-    {dequantize_row_scalar, quantize_q8_scalar, vec_dot_scalar, direct_kernel_scalar, direct4_kernel_scalar, directn_kernel_scalar, direct4n_kernel_scalar, dot_f32_scalar, axpy_f32_scalar, round_to_half_scalar, f32_to_f16_row_scalar, f16_to_f32_row_scalar, unpack_row_scalar, dot_unpacked_scalar, dot_unpacked_sums_scalar, attention_scores_scalar, attention_mix_scalar, geglu_f16_table_scalar, dot_f32_f16_scalar, axpy_f16_scalar, argmax_f32_scalar},
-    {dequantize_row_scalar, quantize_q8_scalar, vec_dot_scalar, direct_kernel_scalar, direct4_kernel_scalar, directn_kernel_scalar, direct4n_kernel_scalar, dot_f32_scalar, axpy_f32_scalar, round_to_half_scalar, f32_to_f16_row_scalar, f16_to_f32_row_scalar, unpack_row_scalar, dot_unpacked_scalar, dot_unpacked_sums_scalar, attention_scores_scalar, attention_mix_scalar, geglu_f16_table_scalar, dot_f32_f16_scalar, axpy_f16_scalar, argmax_f32_scalar},
+    {dequantize_row_scalar, quantize_q8_scalar, vec_dot_scalar, direct_kernel_scalar, directn_kernel_scalar, sums_kernel_scalar, dot_f32_scalar, axpy_f32_scalar, round_to_half_scalar, f32_to_f16_row_scalar, f16_to_f32_row_scalar, unpack_row_scalar, dot_unpacked_scalar, dot_unpacked_sums_scalar, attention_scores_scalar, attention_mix_scalar, geglu_f16_table_scalar, dot_f32_f16_scalar, axpy_f16_scalar, argmax_f32_scalar},
+    {dequantize_row_scalar, quantize_q8_scalar, vec_dot_scalar, direct_kernel_scalar, directn_kernel_scalar, sums_kernel_scalar, dot_f32_scalar, axpy_f32_scalar, round_to_half_scalar, f32_to_f16_row_scalar, f16_to_f32_row_scalar, unpack_row_scalar, dot_unpacked_scalar, dot_unpacked_sums_scalar, attention_scores_scalar, attention_mix_scalar, geglu_f16_table_scalar, dot_f32_f16_scalar, axpy_f16_scalar, argmax_f32_scalar},
 #endif
 };
 
@@ -295,18 +292,27 @@ int ck_activation_mode(int type) {
     return (type == CK_Q4_K || type == CK_Q5_K || type == CK_Q6_K) ? CK_ACT_Q8_K : CK_ACT_Q8_0;
 }
 
+/// The 32-value formats (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0) have one arithmetic on every path:
+/// prefill's block sums (`dot_unpacked_sums`), decode included, so a prompt prefilled and the
+/// same tokens decoded give the same products, as do sessions decoded alone or together. Only
+/// the K-quants keep decode's lane-wise chain (`dot_unpacked`) in decode.
+static inline int ck_block_sums_everywhere(int type) { return ck_block_elements(type) == 32; }
+
 float ck_vec_dot(int type, const void *row, const float *x, const ck_q8_block *xq, int64_t n) {
     const ck_variant *variant = ck_current();
     if (!ck_uses_q8_activations(type)) return variant->vec_dot(type, row, x, n);
     if (ck_row_bytes(type, n) == 0) return 0;
-    // The same unpack-then-dot arithmetic as the matrix kernels.
+    // The same unpack-then-dot arithmetic as the matrix kernels' decode.
     int64_t nb = n / 32;
     int8_t *q = malloc((size_t)n);
     float *scales = malloc((size_t)nb * 2 * sizeof(float)), *mins = malloc((size_t)nb * sizeof(float));
     float y = 0;
     if (q && scales && mins) {
         int has_min = variant->unpack_row(type, (const uint8_t *)row, n, q, scales, mins);
-        variant->dot_unpacked(q, scales, mins, has_min, nb, xq, 1, &y, 1);
+        if (ck_block_sums_everywhere(type))
+            variant->dot_unpacked_sums(q, scales, mins, has_min, 0, nb, xq, 1, &y, 1);
+        else
+            variant->dot_unpacked(q, scales, mins, has_min, nb, xq, 1, &y, 1);
     }
     free(q);
     free(scales);
@@ -511,17 +517,19 @@ typedef struct {
     int64_t rows, cols, row_stride, rows_per_task;
     const float *x;
     const ck_q8_block *xq;
+    const int32_t *xsum;  // Σ qs per activation block (for the sixteen-row kernels)
     int64_t count;  // input vectors
     float *y;
     int prefill;    // prefill's arithmetic (`dot_unpacked_sums`) instead of decode's
 } ck_matvec_job;
 
-/// Rows per task: enough tasks to balance threads, each a multiple of 8 rows.
+/// Rows per task: enough tasks to balance threads, each a multiple of 16 rows (the widest
+/// kernel's group).
 static int64_t ck_rows_per_task(ck_pool *pool, int64_t rows) {
     int64_t tasks = (int64_t)ck_pool_threads(pool) * 8;
     int64_t per = (rows + tasks - 1) / tasks;
-    per = (per + 7) / 8 * 8;
-    return per < 8 ? 8 : per;
+    per = (per + 15) / 16 * 16;
+    return per < 16 ? 16 : per;
 }
 
 static void ck_matvec_task(void *context, int64_t index) {
@@ -529,18 +537,24 @@ static void ck_matvec_task(void *context, int64_t index) {
     int64_t first = index * job->rows_per_task;
     int64_t end = first + job->rows_per_task;
     if (end > job->rows) end = job->rows;
-    // Prefill's arithmetic runs unpacked here (its batched AVX-512 kernel: ck_prefill_tiled_avx512).
+    int sums = job->prefill || ck_block_sums_everywhere(job->type);
+    if (job->xq && sums) {
+        // Groups of rows read in place where the variant has such a kernel; the rest below,
+        // unpacked. (Prefill with many vectors has its own AVX-512 kernel: ck_prefill_tiled_avx512.)
+        int group = 0;
+        void (*sums_kernel)(const uint8_t *, int64_t, const ck_q8_block *, const int32_t *, int64_t, int64_t, float *, int64_t) =
+            job->variant->sums_kernel(job->type, &group);
+        if (sums_kernel)
+            for (; first + group <= end; first += group)
+                sums_kernel(job->weights + first * job->row_stride, job->row_stride, job->xq, job->xsum, job->cols / 32, job->count,
+                            job->y + first, job->rows);
+    }
     float (*direct)(const uint8_t *, const ck_q8_block *, int64_t) =
-        job->xq && job->count == 1 && !job->prefill ? job->variant->direct_kernel(job->type) : NULL;
+        job->xq && job->count == 1 && !sums ? job->variant->direct_kernel(job->type) : NULL;
     if (direct) {
-        // Decode: read blocks in place (bit-identical to unpacking first), four rows at a time
-        // where the format has such a kernel.
-        void (*direct4)(const uint8_t *, int64_t, const ck_q8_block *, int64_t, float *) = job->variant->direct4_kernel(job->type);
-        if (direct4)
-            for (; first + 4 <= end; first += 4)
-                direct4(job->weights + first * job->row_stride, job->row_stride, job->xq, job->cols / 32, job->y + first);
+        // K-quant decode: one row at a time, read in place (bit-identical to unpacking first),
+        // the row CK_PREFETCH_ROWS_AHEAD ahead into L2.
         for (int64_t r = first; r < end; r++) {
-            // One row at a time (K-quants): the row CK_PREFETCH_ROWS_AHEAD ahead into L2.
             const uint8_t *ahead = job->weights + (r + CK_PREFETCH_ROWS_AHEAD) * job->row_stride;
             if (r + CK_PREFETCH_ROWS_AHEAD < job->rows)
                 for (int64_t line = 0; line < job->row_stride; line += 64) ck_prefetch_l2(ahead + line);
@@ -549,17 +563,11 @@ static void ck_matvec_task(void *context, int64_t index) {
         return;
     }
     void (*directn)(const uint8_t *, const ck_q8_block *, int64_t, int64_t, float *, int64_t) =
-        job->xq && !job->prefill ? job->variant->directn_kernel(job->type) : NULL;
+        job->xq && !sums ? job->variant->directn_kernel(job->type) : NULL;
     if (directn) {
-        // Several vectors (batched decode): each row read in place once per
+        // K-quants with several vectors (batched decode): each row read in place once per
         // CK_DIRECT_MULTI_MAX vectors.
         int64_t nb = job->cols / 32;
-        // Four rows at a time where the format has such a kernel (it takes every vector).
-        void (*direct4n)(const uint8_t *, int64_t, const ck_q8_block *, int64_t, int64_t, float *, int64_t) =
-            job->variant->direct4n_kernel(job->type);
-        if (direct4n)
-            for (; first + 4 <= end; first += 4)
-                direct4n(job->weights + first * job->row_stride, job->row_stride, job->xq, nb, job->count, job->y + first, job->rows);
         for (int64_t r = first; r < end; r++)
             for (int64_t v = 0; v < job->count; v += CK_DIRECT_MULTI_MAX) {
                 int64_t n = job->count - v < CK_DIRECT_MULTI_MAX ? job->count - v : CK_DIRECT_MULTI_MAX;
@@ -578,7 +586,7 @@ static void ck_matvec_task(void *context, int64_t index) {
         int halves = ck_half_block_scales(job->type);
         for (int64_t r = first; r < end; r++) {
             int has_min = job->variant->unpack_row(job->type, job->weights + r * job->row_stride, job->cols, q, scales, mins);
-            if (job->prefill)
+            if (sums)
                 job->variant->dot_unpacked_sums(q, scales, mins, has_min, halves, nb, job->xq, job->count, job->y + r, job->rows);
             else
                 job->variant->dot_unpacked(q, scales, mins, has_min, nb, job->xq, job->count, job->y + r, job->rows);
@@ -833,30 +841,39 @@ static int ck_run_group(ck_pool *pool, int count, const ck_matrix *matrices, con
     ck_matvec_job jobs[CK_MATVEC_GROUP_MAX];
     ck_job_group group = {ck_matvec_task, {0}, {0}};
     ck_q8_block *quantized[CK_MATVEC_GROUP_MAX] = {0};
+    int32_t *xsum[CK_MATVEC_GROUP_MAX] = {0};
     int owned[CK_MATVEC_GROUP_MAX] = {0}, ok = 1;
     for (int m = 0; m < count && ok; m++) {
         const ck_matrix *w = &matrices[m];
         if (ck_uses_q8_activations(w->type)) {
             int mode = ck_activation_mode(w->type);
             for (int k = 0; k < m && !quantized[m]; k++)
-                if (quantized[k] && matrices[k].cols == w->cols && ck_activation_mode(matrices[k].type) == mode)
+                if (quantized[k] && matrices[k].cols == w->cols && ck_activation_mode(matrices[k].type) == mode) {
                     quantized[m] = quantized[k];
+                    xsum[m] = xsum[k];
+                }
             if (!quantized[m]) {
                 int64_t nb = w->cols / 32;
                 quantized[m] = malloc((size_t)(vectors * nb) * sizeof(ck_q8_block));
+                xsum[m] = malloc((size_t)(vectors * nb) * sizeof(int32_t));
                 owned[m] = 1;
-                if (!quantized[m]) { ok = 0; break; }
+                if (!quantized[m] || !xsum[m]) { ok = 0; break; }
                 for (int64_t v = 0; v < vectors; v++) variant->quantize_q8(x + v * w->cols, quantized[m] + v * nb, w->cols, mode);
+                for (int64_t i = 0; i < vectors * nb; i++) {
+                    int32_t sum = 0;
+                    for (int k = 0; k < 32; k++) sum += quantized[m][i].qs[k];
+                    xsum[m][i] = sum;
+                }
             }
         }
         jobs[m] = (ck_matvec_job){variant, w->type, w->weights, w->rows, w->cols, w->row_stride,
-                                  ck_rows_per_task(pool, w->rows), x, quantized[m], vectors, y[m], prefill};
+                                  ck_rows_per_task(pool, w->rows), x, quantized[m], xsum[m], vectors, y[m], prefill};
         group.jobs[m] = &jobs[m];
         group.first_task[m + 1] = group.first_task[m] + (w->rows + jobs[m].rows_per_task - 1) / jobs[m].rows_per_task;
     }
     if (ok) ck_pool_run(pool, ck_job_group_task, &group, group.first_task[count]);
     for (int m = 0; m < count; m++)
-        if (owned[m]) free(quantized[m]);
+        if (owned[m]) { free(quantized[m]); free(xsum[m]); }
     return ok;
 }
 

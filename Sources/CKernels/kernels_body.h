@@ -485,9 +485,10 @@ static CK_TARGET void CK_NAME(dot_unpacked)(const int8_t *q, const float *scales
 /// kernel (one row per lane, ckernels.c) performs exactly, whatever the batch: per block, the
 /// exact integer sum of q·xq (of each 16-value half apart with `halves`), converted and
 /// fused-added with (scale · x.d) into one accumulator, then min · x.s fused-added (with
-/// `has_min`), in block order. Decode's lane-wise chain (`dot_unpacked`) differs from it only
-/// in rounding; this one needs no per-block float work per 4 values, which is what makes the
-/// row-per-lane kernel fast.
+/// `has_min`), in block order. It is the 32-value formats' arithmetic on every path (decode
+/// too: the group kernels below) and the K-quants' in prefill; the K-quants' decode keeps the
+/// lane-wise chain (`dot_unpacked`), which differs from it only in rounding. This one needs no
+/// per-block float work per 4 values, which is what makes the row-per-lane kernels fast.
 static CK_TARGET void CK_NAME(dot_unpacked_sums)(const int8_t *q, const float *scales, const float *mins, int has_min, int halves,
                                                  int64_t nb, const ck_q8_block *x, int64_t count, float *y, int64_t y_stride) {
     for (int64_t v = 0; v < count; v++) {
@@ -518,33 +519,14 @@ static CK_TARGET void CK_NAME(dot_unpacked_sums)(const int8_t *q, const float *s
     }
 }
 
-#if !(CK_VARIANT_AVX2 || CK_VARIANT_AVX512)
-/// `dot_unpacked` for one Q8_0 row read in place (no unpacking): the same operations in the
-/// same order, so decode agrees bit for bit whichever kernel runs. (The AVX variants' in-place
-/// kernels follow below.)
-static CK_TARGET float CK_NAME(dot_q8_0_direct)(const uint8_t *p, const ck_q8_block *xb, int64_t nb) {
-    float acc[8] = {0};
-    for (int64_t b = 0; b < nb; b++, p += 34) {
-        const int8_t *q = (const int8_t *)(p + 2);
-        float scale = ck_half(p) * xb[b].d;
-        for (int lane = 0; lane < 8; lane++) {
-            int32_t sum = 0;
-            for (int k = 4 * lane; k < 4 * lane + 4; k++) sum += (int32_t)q[k] * (int32_t)xb[b].qs[k];
-            acc[lane] = fmaf((float)sum, scale, acc[lane]);
-        }
-    }
-    return CK_NAME(reduce8_lanes)(acc) + 0.0f;
-}
-#endif
-
 #if CK_VARIANT_AVX2 || CK_VARIANT_AVX512
 // MARK: decode kernels reading blocks in place
 //
-// Each builds a block's 32 int8 values in a register and then performs exactly the operations
-// of `dot_unpacked` (exact lane sums, scale = (lo|hi) × x.d, fused add, same reduction, minimum
-// terms by fmaf in block order), so every decode path (one row, four rows, several vectors)
-// agrees bit for bit with `dot_unpacked` — decode's arithmetic; prefill has its own
-// (`dot_unpacked_sums`).
+// The K-quant kernels build a block's 32 int8 values in a register and then perform exactly
+// the operations of `dot_unpacked` (exact lane sums, scale = (lo|hi) × x.d, fused add, same
+// reduction, minimum terms by fmaf in block order), so K-quant decode (one vector or several)
+// agrees bit for bit with `dot_unpacked`. The 32-value formats' group kernels further down
+// perform `dot_unpacked_sums` instead.
 
 static inline CK_TARGET float CK_NAME(reduce8)(__m256 acc) {
     __m128 half = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
@@ -560,19 +542,6 @@ static inline CK_TARGET __m256i CK_NAME(bytes_from_bits)(uint32_t bits) {
     const __m256i select = _mm256_set1_epi64x((long long)0x7fbfdfeff7fbfdfe);
     spread = _mm256_or_si256(spread, select);
     return _mm256_cmpeq_epi8(spread, _mm256_set1_epi64x(-1));
-}
-
-/// AVX-512 reads Q4_0/Q5_0 values as unsigned bytes (value + offset) straight into vpdpbusd's
-/// unsigned operand and starts each lane's sum at −offset · Σ x over its four bytes, computed once
-/// per activation block for all rows: the same exact integer sums as the signed form (sign
-/// tricks, a subtraction), in fewer operations. Other variants ignore the correction.
-static inline __attribute__((always_inline)) CK_TARGET __m256i CK_NAME(offset_correction)(__m256i vx, int offset) {
-#if CK_VARIANT_AVX512
-    return _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_set1_epi8((char)offset), vx));
-#else
-    (void)vx; (void)offset;
-    return _mm256_setzero_si256();
-#endif
 }
 
 /// Sixteen bytes of packed nibbles as 32 values 0…15: the low nibbles (elements 0–15), then
@@ -607,33 +576,6 @@ static inline __attribute__((always_inline)) CK_TARGET __m256i CK_NAME(q5_0_unsi
 /// A Q5_0 block's values (−16…15), for the sign trick.
 static inline __attribute__((always_inline)) CK_TARGET __m256i CK_NAME(q5_0_signed_values)(const uint8_t *p) {
     return _mm256_sub_epi8(CK_NAME(q5_0_unsigned_values)(p), _mm256_set1_epi8(16));
-}
-
-/// One Q5_0 block: acc + (exact lane sums of q·x) × (d · x.d). `corr` from `offset_correction(vx, 16)`.
-static inline __attribute__((always_inline)) CK_TARGET __m256 CK_NAME(q5_0_block_step)(const uint8_t *p, __m256i vx, __m256i corr, __m256 dx, __m256 acc) {
-#if CK_VARIANT_AVX512
-    __m256i sums = _mm256_dpbusd_epi32(corr, CK_NAME(q5_0_unsigned_values)(p), vx);
-#else
-    (void)corr;
-    __m256i sums = CK_NAME(lane_sums)(CK_NAME(q5_0_signed_values)(p), vx);
-#endif
-    float d = ck_half(p);
-    __m256 scale = _mm256_mul_ps(_mm256_set_m128(_mm_set1_ps(d), _mm_set1_ps(d)), dx);
-    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), scale, acc);
-}
-
-/// Q4_0 in place: Q5_0's kernel without the fifth bit (values q − 8).
-static inline __attribute__((always_inline)) CK_TARGET __m256 CK_NAME(q4_0_block_step)(const uint8_t *p, __m256i vx, __m256i corr, __m256 dx, __m256 acc) {
-    __m256i nibbles = CK_NAME(unpack_nibbles)(p + 2);
-#if CK_VARIANT_AVX512
-    __m256i sums = _mm256_dpbusd_epi32(corr, nibbles, vx);
-#else
-    (void)corr;
-    __m256i sums = CK_NAME(lane_sums)(_mm256_sub_epi8(nibbles, _mm256_set1_epi8(8)), vx);
-#endif
-    float d = ck_half(p);
-    __m256 scale = _mm256_mul_ps(_mm256_set_m128(_mm_set1_ps(d), _mm_set1_ps(d)), dx);
-    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), scale, acc);
 }
 
 static inline __attribute__((always_inline)) CK_TARGET void CK_NAME(dotn_q4_k_body)(const uint8_t *p, const ck_q8_block *xb, int64_t nb, const int64_t count, float *y, int64_t y_stride) {
@@ -700,66 +642,7 @@ static CK_TARGET float CK_NAME(dot_q6_k_direct)(const uint8_t *p, const ck_q8_bl
     return y;
 }
 
-// MARK: four rows at a time
-//
-// One row's kernel is a chain of dependent fused adds (one per block), so a core mostly waits
-// on latency. These run four rows' chains interleaved, sharing the activation loads; each row
-// still sees exactly its single-row kernel's operations in the same order (bit-identical).
-
-/// One Q8_0 block (values already signed: no correction).
-static inline __attribute__((always_inline)) CK_TARGET __m256 CK_NAME(q8_0_block_step)(const uint8_t *p, __m256i vx, __m256i corr, __m256 dx, __m256 acc) {
-    (void)corr;
-    __m256i sums = CK_NAME(lane_sums)(CK_NAME(q8_0_signed_values)(p), vx);
-    __m256 scale = _mm256_mul_ps(_mm256_set1_ps(ck_half(p)), dx);
-    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), scale, acc);
-}
-
-/// The one-row and four-row in-place kernels of a 32-value block format (`block_bytes` per
-/// block, values stored as value + `offset`, `prefetch_lines` cache lines of the next four rows
-/// fetched per block): both run `format##_block_step` per row and block in the same order.
-/// The four rows are read as four interleaved streams, which the hardware prefetchers follow
-/// poorly, hence the explicit prefetch of the next four rows (the next 4·stride bytes) into
-/// L1, and of the rows `CK_PREFETCH_L2_ROWS` ahead into L2: more memory in flight per core
-/// (decode of the 270M went from ~83 to ~90 tok/s with the second).
-#define CK_DIRECT_KERNELS(format, block_bytes, offset, prefetch_lines)                                                      \
-    static CK_TARGET float CK_NAME(dot_##format##_direct)(const uint8_t *p, const ck_q8_block *xb, int64_t nb) {           \
-        __m256 acc = _mm256_setzero_ps();                                                                                 \
-        for (int64_t b = 0; b < nb; b++, p += (block_bytes)) {                                                            \
-            __m256i vx = _mm256_loadu_si256((const __m256i *)xb[b].qs);                                                   \
-            __m256i corr = (offset) ? CK_NAME(offset_correction)(vx, (offset)) : _mm256_setzero_si256();                  \
-            acc = CK_NAME(format##_block_step)(p, vx, corr, _mm256_set1_ps(xb[b].d), acc);                                \
-        }                                                                                                                 \
-        return CK_NAME(reduce8)(acc) + 0.0f;                                                                              \
-    }                                                                                                                     \
-    static CK_TARGET void CK_NAME(dot4_##format##_direct)(const uint8_t *p, int64_t stride, const ck_q8_block *xb,        \
-                                                          int64_t nb, float *y) {                                         \
-        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;                                                       \
-        const uint8_t *p0 = p, *p1 = p + stride, *p2 = p + 2 * stride, *p3 = p + 3 * stride;                              \
-        for (int64_t b = 0; b < nb; b++) {                                                                                \
-            __m256i vx = _mm256_loadu_si256((const __m256i *)xb[b].qs);                                                   \
-            __m256 dx = _mm256_set1_ps(xb[b].d);                                                                          \
-            int64_t o = (block_bytes) * b;                                                                                \
-            __m256i corr = (offset) ? CK_NAME(offset_correction)(vx, (offset)) : _mm256_setzero_si256();                  \
-            for (int line = 0; line < (prefetch_lines); line++) {                                                         \
-                _mm_prefetch((const char *)(p0 + 4 * stride + 4 * o + 64 * line), _MM_HINT_T0);                           \
-                _mm_prefetch((const char *)(p0 + CK_PREFETCH_L2_ROWS * stride + 4 * o + 64 * line), _MM_HINT_T1);         \
-            }                                                                                                             \
-            a0 = CK_NAME(format##_block_step)(p0 + o, vx, corr, dx, a0);                                                  \
-            a1 = CK_NAME(format##_block_step)(p1 + o, vx, corr, dx, a1);                                                  \
-            a2 = CK_NAME(format##_block_step)(p2 + o, vx, corr, dx, a2);                                                  \
-            a3 = CK_NAME(format##_block_step)(p3 + o, vx, corr, dx, a3);                                                  \
-        }                                                                                                                 \
-        y[0] = CK_NAME(reduce8)(a0) + 0.0f;                                                                               \
-        y[1] = CK_NAME(reduce8)(a1) + 0.0f;                                                                               \
-        y[2] = CK_NAME(reduce8)(a2) + 0.0f;                                                                               \
-        y[3] = CK_NAME(reduce8)(a3) + 0.0f;                                                                               \
-    }
-CK_DIRECT_KERNELS(q8_0, 34, 0, 3)
-CK_DIRECT_KERNELS(q5_0, 22, 16, 3)
-CK_DIRECT_KERNELS(q4_0, 18, 8, 2)
-#undef CK_DIRECT_KERNELS
-
-// MARK: one row, a few vectors (batched decode)
+// MARK: one K-quant row, a few vectors (batched decode)
 //
 // Several sessions' decode steps share one read of each weight row: the block is decoded once
 // and dotted with every vector, each (row, vector) pair through exactly the single-row
@@ -777,89 +660,168 @@ CK_DIRECT_KERNELS(q4_0, 18, 8, 2)
         }                                                                                                                   \
     }
 
-/// One row of a 32-value block format with several vectors: the block's signed values are
-/// built once and the sign trick pairs them with each vector (a per-vector offset correction
-/// would cost more than the signed form saves).
-#define CK_DOTN_BLOCK_BODY(format, block_bytes)                                                                             \
-    static inline __attribute__((always_inline)) CK_TARGET void CK_NAME(dotn_##format##_body)(                              \
-        const uint8_t *p, const ck_q8_block *xb, int64_t nb, const int64_t count, float *y, int64_t y_stride) {             \
-        __m256 acc[CK_DIRECT_MULTI_MAX];                                                                                    \
-        for (int64_t v = 0; v < count; v++) acc[v] = _mm256_setzero_ps();                                                   \
-        for (int64_t b = 0; b < nb; b++, p += (block_bytes)) {                                                              \
-            __m256i vq = CK_NAME(format##_signed_values)(p);                                                                \
-            __m256 dw = _mm256_set1_ps(ck_half(p));                                                                         \
-            for (int64_t v = 0; v < count; v++) {                                                                           \
-                const ck_q8_block *x = xb + v * nb + b;                                                                     \
-                __m256i sums = CK_NAME(lane_sums)(vq, _mm256_loadu_si256((const __m256i *)x->qs));                          \
-                acc[v] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), _mm256_mul_ps(dw, _mm256_set1_ps(x->d)), acc[v]);       \
-            }                                                                                                               \
-        }                                                                                                                   \
-        for (int64_t v = 0; v < count; v++) y[v * y_stride] = CK_NAME(reduce8)(acc[v]) + 0.0f;                              \
-    }
-CK_DOTN_BLOCK_BODY(q8_0, 34)
-CK_DOTN_BLOCK_BODY(q5_0, 22)
-#undef CK_DOTN_BLOCK_BODY
+#if CK_VARIANT_AVX2
+// MARK: four rows, block sums (32-value formats, decode on AVX2)
+//
+// Without vpdpbusd the transpose of the sixteen-row kernel does not pay: each row's block
+// gives eight lane sums (sign trick, as `lane_sums`), and the lane sums of four rows are added
+// horizontally into their four exact block sums, then converted and fused-added with d · x.d
+// as four lanes of one register — prefill's arithmetic (`dot_unpacked_sums`).
 
-#if CK_VARIANT_AVX512
-/// Four rows (`stride` bytes apart) × up to four vectors of a 32-value block format, read in
-/// place: every (row, vector) pair through exactly the one-row body's operations, while the
-/// 16 scale products of a block come from one multiply (read back as broadcast operands) and
-/// each block's values and activations are loaded once for the tile. The exact lane sums come
-/// from the values as unsigned bytes (value + `offset`, once per row) and each vector's
-/// correction −offset · Σ x (`offset_correction`, once per vector) instead of a sign trick per
-/// pair.
-#define CK_DOT4N_BODY(format, block_bytes, offset, prefetch_lines)                                                         \
-    static inline __attribute__((always_inline)) CK_TARGET void CK_NAME(dot4n_##format##_body)(                             \
-        const uint8_t *p, int64_t stride, const ck_q8_block *xb, int64_t nb, const int vectors, float *y, int64_t y_stride) { \
-        const __m512i row_of_lane = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);                    \
-        const __m512i vector_of_lane = _mm512_set_epi32(3, 2, 1, 0, 3, 2, 1, 0, 3, 2, 1, 0, 3, 2, 1, 0);                 \
-        __m256 acc[4][4];                                                                                                   \
-        for (int r = 0; r < 4; r++)                                                                                         \
-            for (int v = 0; v < 4; v++) acc[r][v] = _mm256_setzero_ps();                                                    \
-        float products[16] __attribute__((aligned(64)));                                                                    \
-        for (int64_t b = 0; b < nb; b++) {                                                                                  \
-            const uint8_t *block = p + (block_bytes) * b;                                                                   \
-            for (int line = 0; line < (prefetch_lines); line++)                                                             \
-                _mm_prefetch((const char *)(p + 4 * stride + 4 * (block_bytes) * b + 64 * line), _MM_HINT_T0);              \
-            __m256i uq[4];                                                                                                  \
-            float dw[4], dx[4] = {0, 0, 0, 0};                                                                              \
-            for (int r = 0; r < 4; r++) {                                                                                   \
-                uq[r] = CK_NAME(format##_unsigned_values)(block + r * stride);                                              \
-                dw[r] = ck_half(block + r * stride);                                                                        \
-            }                                                                                                               \
-            for (int v = 0; v < vectors; v++) dx[v] = xb[v * nb + b].d;                                                     \
-            _mm512_store_ps(products, _mm512_mul_ps(_mm512_permutexvar_ps(row_of_lane, _mm512_castps128_ps512(_mm_loadu_ps(dw))), \
-                                                    _mm512_permutexvar_ps(vector_of_lane, _mm512_castps128_ps512(_mm_loadu_ps(dx))))); \
-            for (int v = 0; v < vectors; v++) {                                                                             \
-                __m256i vx = _mm256_loadu_si256((const __m256i *)xb[v * nb + b].qs);                                        \
-                __m256i corr = CK_NAME(offset_correction)(vx, (offset));                                                    \
-                for (int r = 0; r < 4; r++) {                                                                               \
-                    __m256i sums = _mm256_dpbusd_epi32(corr, uq[r], vx);                                                    \
-                    acc[r][v] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), _mm256_set1_ps(products[4 * r + v]), acc[r][v]);   \
-                }                                                                                                           \
-            }                                                                                                               \
-        }                                                                                                                   \
-        for (int v = 0; v < vectors; v++)                                                                                   \
-            for (int r = 0; r < 4; r++) y[v * y_stride + r] = CK_NAME(reduce8)(acc[r][v]) + 0.0f;                           \
-    }                                                                                                                       \
-    static CK_TARGET void CK_NAME(dot4n_##format##_direct)(const uint8_t *p, int64_t stride, const ck_q8_block *xb,          \
-                                                           int64_t nb, int64_t count, float *y, int64_t y_stride) {          \
-        for (int64_t v = 0; v < count; v += 4) {                                                                            \
-            switch (count - v) {                                                                                            \
-            case 1: CK_NAME(dot4n_##format##_body)(p, stride, xb + v * nb, nb, 1, y + v * y_stride, y_stride); break;       \
-            case 2: CK_NAME(dot4n_##format##_body)(p, stride, xb + v * nb, nb, 2, y + v * y_stride, y_stride); break;       \
-            case 3: CK_NAME(dot4n_##format##_body)(p, stride, xb + v * nb, nb, 3, y + v * y_stride, y_stride); break;       \
-            default: CK_NAME(dot4n_##format##_body)(p, stride, xb + v * nb, nb, 4, y + v * y_stride, y_stride); break;      \
-            }                                                                                                               \
-        }                                                                                                                   \
+/// A block's 32 values, signed.
+static inline __attribute__((always_inline)) CK_TARGET __m256i CK_NAME(block_signed_values)(int type, const uint8_t *block) {
+    switch (type) {
+    case CK_Q8_0: return CK_NAME(q8_0_signed_values)(block);
+    case CK_Q5_0: return CK_NAME(q5_0_signed_values)(block);
+    default: return _mm256_sub_epi8(CK_NAME(unpack_nibbles)(block + 2), _mm256_set1_epi8(8));
     }
-CK_DOT4N_BODY(q8_0, 34, 128, 3)
-CK_DOT4N_BODY(q5_0, 22, 16, 3)
-#undef CK_DOT4N_BODY
+}
+
+/// Four rows (`stride` bytes apart) × `vectors` (1–4): `y[v · y_stride + r]` = row r · x_v.
+static inline __attribute__((always_inline)) CK_TARGET void CK_NAME(rows4_body)(
+    const int type, const int block_bytes, const uint8_t *p, int64_t stride, const ck_q8_block *xb, int64_t nb,
+    const int vectors, float *y, int64_t y_stride) {
+    const int64_t group_bytes = 4 * stride, slice = ((group_bytes + nb - 1) / nb + 63) / 64 * 64;
+    __m128 acc[4];
+    for (int v = 0; v < 4; v++) acc[v] = _mm_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *block = p + block_bytes * b;
+        for (int64_t line = 0; line < slice; line += 64) {
+            _mm_prefetch((const char *)(p + group_bytes + slice * b + line), _MM_HINT_T0);
+            _mm_prefetch((const char *)(p + 5 * group_bytes + slice * b + line), _MM_HINT_T1);
+        }
+        __m256i q[4];
+        for (int r = 0; r < 4; r++) q[r] = CK_NAME(block_signed_values)(type, block + r * stride);
+        __m128 dw = _mm_set_ps(ck_half(block + 3 * stride), ck_half(block + 2 * stride), ck_half(block + stride), ck_half(block));
+        for (int v = 0; v < vectors; v++) {
+            const ck_q8_block *x = xb + v * nb + b;
+            __m256i vx = _mm256_loadu_si256((const __m256i *)x->qs);
+            __m256i s01 = _mm256_hadd_epi32(CK_NAME(lane_sums)(q[0], vx), CK_NAME(lane_sums)(q[1], vx));
+            __m256i s23 = _mm256_hadd_epi32(CK_NAME(lane_sums)(q[2], vx), CK_NAME(lane_sums)(q[3], vx));
+            __m256i halves = _mm256_hadd_epi32(s01, s23);  // each 128-bit half: rows 0–3 over half the lanes
+            __m128i sums = _mm_add_epi32(_mm256_castsi256_si128(halves), _mm256_extracti128_si256(halves, 1));
+            acc[v] = _mm_fmadd_ps(_mm_cvtepi32_ps(sums), _mm_mul_ps(dw, _mm_set1_ps(x->d)), acc[v]);
+        }
+    }
+    for (int v = 0; v < vectors; v++) _mm_storeu_ps(y + v * y_stride, acc[v]);
+}
 #endif
 
-CK_DOTN_DISPATCH(q8_0)
-CK_DOTN_DISPATCH(q5_0)
+#if CK_VARIANT_AVX512
+// MARK: sixteen rows per register (32-value formats, decode)
+//
+// Decode of Q4_0/Q5_0/Q8_0 uses prefill's arithmetic (`dot_unpacked_sums`: one exact integer
+// sum per block, converted once and fused-added with d · x.d), read in place: sixteen rows'
+// blocks are transposed in registers so that each int32 lane holds one row, and four
+// activation bytes broadcast per vpdpbusd add into all sixteen rows. The transpose is shared
+// by every vector, and per vector a block costs eight vpdpbusd and three float operations for
+// sixteen rows (the lane-wise chain of `dot_unpacked` costs a conversion and a fused add per
+// row, vector and block), which is what lets batched decode share a pass over the weights.
+
+/// The 32 values of a block as unsigned bytes (value + `offset`): Q8_0 (+128), Q5_0 (+16) or
+/// Q4_0 (+8).
+static inline __attribute__((always_inline)) CK_TARGET __m256i CK_NAME(block_unsigned_values)(int type, const uint8_t *block) {
+    switch (type) {
+    case CK_Q8_0: return CK_NAME(q8_0_unsigned_values)(block);
+    case CK_Q5_0: return CK_NAME(q5_0_unsigned_values)(block);
+    default: return CK_NAME(unpack_nibbles)(block + 2);
+    }
+}
+
+/// Sixteen rows (`stride` bytes apart, starting at `p`) × `vectors` (1–4): `y[v · y_stride + r]`
+/// = row r · x_v with prefill's arithmetic. `xsum[v · nb + b]` is Σ qs of vector v's block b.
+static inline __attribute__((always_inline)) CK_TARGET void CK_NAME(rows16_body)(
+    const int type, const int block_bytes, const int offset, const uint8_t *p, int64_t stride, const ck_q8_block *xb,
+    const int32_t *xsum, int64_t nb, const int vectors, float *y, int64_t y_stride) {
+    const __m512i row_offsets = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                                                   _mm512_set1_epi32((int)stride));
+    // Register j pairs rows lo[j] and hi[j] so that after the transpose lane r holds row r.
+    static const int lo[8] = {0, 1, 2, 3, 8, 9, 10, 11}, hi[8] = {4, 5, 6, 7, 12, 13, 14, 15};
+    // The next group's bytes, spread over this group's blocks, into L1; the one after into L2.
+    const int64_t group_bytes = 16 * stride, slice = ((group_bytes + nb - 1) / nb + 63) / 64 * 64;
+    __m512 acc[4];
+    for (int v = 0; v < 4; v++) acc[v] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *block = p + block_bytes * b;
+        for (int64_t line = 0; line < slice; line += 64) {
+            _mm_prefetch((const char *)(p + group_bytes + slice * b + line), _MM_HINT_T0);
+            _mm_prefetch((const char *)(p + 2 * group_bytes + slice * b + line), _MM_HINT_T1);
+        }
+        __m512i z[8];
+        for (int j = 0; j < 8; j++)
+            z[j] = _mm512_inserti64x4(_mm512_castsi256_si512(CK_NAME(block_unsigned_values)(type, block + lo[j] * stride)),
+                                      CK_NAME(block_unsigned_values)(type, block + hi[j] * stride), 1);
+        // 8×8 transpose of 4-byte groups within each 256-bit half, then the halves interleaved:
+        // chunk[c] lane r = values 4c…4c+3 of row r.
+        __m512i t[8], u[8], chunk[8];
+        for (int k = 0; k < 8; k += 4) {
+            t[k] = _mm512_unpacklo_epi32(z[k], z[k + 1]);
+            t[k + 1] = _mm512_unpackhi_epi32(z[k], z[k + 1]);
+            t[k + 2] = _mm512_unpacklo_epi32(z[k + 2], z[k + 3]);
+            t[k + 3] = _mm512_unpackhi_epi32(z[k + 2], z[k + 3]);
+            u[k] = _mm512_unpacklo_epi64(t[k], t[k + 2]);
+            u[k + 1] = _mm512_unpackhi_epi64(t[k], t[k + 2]);
+            u[k + 2] = _mm512_unpacklo_epi64(t[k + 1], t[k + 3]);
+            u[k + 3] = _mm512_unpackhi_epi64(t[k + 1], t[k + 3]);
+        }
+        for (int c = 0; c < 4; c++) {
+            chunk[c] = _mm512_shuffle_i32x4(u[c], u[c + 4], _MM_SHUFFLE(2, 0, 2, 0));
+            chunk[c + 4] = _mm512_shuffle_i32x4(u[c], u[c + 4], _MM_SHUFFLE(3, 1, 3, 1));
+        }
+        // The sixteen rows' f16 scales (the first two bytes of each block).
+        __m512 dw = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_i32gather_epi32(row_offsets, (const void *)block, 1)));
+        for (int v = 0; v < vectors; v++) {
+            const ck_q8_block *x = xb + v * nb + b;
+            // Lane sums of (value + offset) · x, started at −offset · Σ x: the exact block sums.
+            __m512i even = _mm512_set1_epi32(-offset * xsum[v * nb + b]), odd = _mm512_setzero_si512();
+            for (int c = 0; c < 8; c += 2) {
+                int32_t four0, four1;
+                memcpy(&four0, x->qs + 4 * c, 4);
+                memcpy(&four1, x->qs + 4 * c + 4, 4);
+                even = _mm512_dpbusd_epi32(even, chunk[c], _mm512_set1_epi32(four0));
+                odd = _mm512_dpbusd_epi32(odd, chunk[c + 1], _mm512_set1_epi32(four1));
+            }
+            __m512 sums = _mm512_cvtepi32_ps(_mm512_add_epi32(even, odd));
+            acc[v] = _mm512_fmadd_ps(sums, _mm512_mul_ps(dw, _mm512_set1_ps(x->d)), acc[v]);
+        }
+    }
+    for (int v = 0; v < vectors; v++) _mm512_storeu_ps(y + v * y_stride, acc[v]);
+}
+
+#endif
+
+#if CK_VARIANT_AVX2 || CK_VARIANT_AVX512
+/// A group of rows (`CK_SUMS_ROWS`: sixteen on AVX-512, four on AVX2) × any number of vectors,
+/// four at a time, with prefill's arithmetic.
+#if CK_VARIANT_AVX512
+#define CK_SUMS_ROWS 16
+#define CK_SUMS_BODY(type, block_bytes, offset, n) \
+    CK_NAME(rows16_body)(type, block_bytes, offset, p, stride, x, xsum + v * nb, nb, n, y + v * y_stride, y_stride)
+#else
+#define CK_SUMS_ROWS 4
+#define CK_SUMS_BODY(type, block_bytes, offset, n) CK_NAME(rows4_body)(type, block_bytes, p, stride, x, nb, n, y + v * y_stride, y_stride)
+#endif
+#define CK_SUMS_KERNEL(format, type, block_bytes, offset)                                                                   \
+    static CK_TARGET void CK_NAME(sums_##format)(const uint8_t *p, int64_t stride, const ck_q8_block *xb,                    \
+                                                 const int32_t *xsum, int64_t nb, int64_t count, float *y, int64_t y_stride) { \
+        (void)xsum;                                                                                                         \
+        for (int64_t v = 0; v < count; v += 4) {                                                                            \
+            const ck_q8_block *x = xb + v * nb;                                                                             \
+            switch (count - v) {                                                                                            \
+            case 1: CK_SUMS_BODY(type, block_bytes, offset, 1); break;                                                      \
+            case 2: CK_SUMS_BODY(type, block_bytes, offset, 2); break;                                                      \
+            case 3: CK_SUMS_BODY(type, block_bytes, offset, 3); break;                                                      \
+            default: CK_SUMS_BODY(type, block_bytes, offset, 4); break;                                                     \
+            }                                                                                                               \
+        }                                                                                                                   \
+    }
+CK_SUMS_KERNEL(q8_0, CK_Q8_0, 34, 128)
+CK_SUMS_KERNEL(q5_0, CK_Q5_0, 22, 16)
+CK_SUMS_KERNEL(q4_0, CK_Q4_0, 18, 8)
+#undef CK_SUMS_KERNEL
+#undef CK_SUMS_BODY
+#endif
+
 CK_DOTN_DISPATCH(q4_k)
 CK_DOTN_DISPATCH(q6_k)
 #undef CK_DOTN_DISPATCH
@@ -869,8 +831,6 @@ CK_DOTN_DISPATCH(q6_k)
 static CK_TARGET void (*CK_NAME(directn_kernel)(int type))(const uint8_t *, const ck_q8_block *, int64_t, int64_t, float *, int64_t) {
     switch (type) {
 #if CK_VARIANT_AVX2 || CK_VARIANT_AVX512
-    case CK_Q8_0: return CK_NAME(dotn_q8_0_direct);
-    case CK_Q5_0: return CK_NAME(dotn_q5_0_direct);
     case CK_Q4_K: return CK_NAME(dotn_q4_k_direct);
     case CK_Q6_K: return CK_NAME(dotn_q6_k_direct);
 #endif
@@ -878,38 +838,30 @@ static CK_TARGET void (*CK_NAME(directn_kernel)(int type))(const uint8_t *, cons
     }
 }
 
-/// A kernel for four consecutive rows (`stride` bytes apart) of `type` and any number of
-/// vectors (batched decode), or NULL.
-static CK_TARGET void (*CK_NAME(direct4n_kernel)(int type))(const uint8_t *, int64_t, const ck_q8_block *, int64_t, int64_t, float *, int64_t) {
-    switch (type) {
-#if CK_VARIANT_AVX512
-    case CK_Q8_0: return CK_NAME(dot4n_q8_0_direct);
-    case CK_Q5_0: return CK_NAME(dot4n_q5_0_direct);
-#endif
-    default: (void)type; return NULL;
-    }
-}
-
-/// A decode kernel for four consecutive rows (`stride` bytes apart) of `type`, or NULL.
-static CK_TARGET void (*CK_NAME(direct4_kernel)(int type))(const uint8_t *, int64_t, const ck_q8_block *, int64_t, float *) {
-    switch (type) {
+/// The block-sum kernel of `type` for a group of `*rows` rows and any number of vectors
+/// (decode of the 32-value formats, read in place), or NULL.
+static CK_TARGET void (*CK_NAME(sums_kernel)(int type, int *rows))(const uint8_t *, int64_t, const ck_q8_block *, const int32_t *, int64_t, int64_t, float *, int64_t) {
 #if CK_VARIANT_AVX2 || CK_VARIANT_AVX512
-    case CK_Q8_0: return CK_NAME(dot4_q8_0_direct);
-    case CK_Q5_0: return CK_NAME(dot4_q5_0_direct);
-    case CK_Q4_0: return CK_NAME(dot4_q4_0_direct);
-#endif
-    default: (void)type; return NULL;
+    *rows = CK_SUMS_ROWS;
+    switch (type) {
+    case CK_Q8_0: return CK_NAME(sums_q8_0);
+    case CK_Q5_0: return CK_NAME(sums_q5_0);
+    case CK_Q4_0: return CK_NAME(sums_q4_0);
+    default: return NULL;
     }
+#else
+    (void)type;
+    *rows = 0;
+    return NULL;
+#endif
 }
+#undef CK_SUMS_ROWS
 
-/// A decode kernel reading one row of `type` in place, or NULL when the format goes through
-/// unpacking.
+/// A decode kernel reading one K-quant row of `type` in place, or NULL when the format goes
+/// through unpacking.
 static CK_TARGET float (*CK_NAME(direct_kernel)(int type))(const uint8_t *, const ck_q8_block *, int64_t) {
     switch (type) {
-    case CK_Q8_0: return CK_NAME(dot_q8_0_direct);
 #if CK_VARIANT_AVX2 || CK_VARIANT_AVX512
-    case CK_Q5_0: return CK_NAME(dot_q5_0_direct);
-    case CK_Q4_0: return CK_NAME(dot_q4_0_direct);
     case CK_Q4_K: return CK_NAME(dot_q4_k_direct);
     case CK_Q6_K: return CK_NAME(dot_q6_k_direct);
 #endif

@@ -85,11 +85,12 @@ public final class KernelContext: @unchecked Sendable {
 }
 
 /// Which arithmetic a product of quantized weights uses. Both quantize activations to int8
-/// blocks and sum integer products exactly; they differ only in how block results are rounded
-/// into floats (see ckernels.h): one product agrees across the paths to float rounding, a
-/// model's logits (every layer re-quantizes its input) to int8 activation noise.
+/// blocks and sum integer products exactly. For the 32-value formats (Q4_0…Q8_0) the two paths
+/// are the same arithmetic (bit-identical); for the K-quants they differ in how block results
+/// are rounded into floats (see ckernels.h): one product agrees across the paths to float
+/// rounding, a model's logits (every layer re-quantizes its input) to int8 activation noise.
 public enum ProductPath: Sendable {
-    /// Per-row kernels reading the weights in place: one or a few vectors (decode steps).
+    /// Kernels reading the weights in place: one or a few vectors (decode steps).
     case decode
     /// The batched kernel: prompt positions, any count.
     case prefill

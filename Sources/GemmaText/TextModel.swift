@@ -25,7 +25,8 @@ import GemmaWeights
 /// int8 activation blocks as ggml does; prompt positions go through the prefill path and
 /// single-token appends (decode steps, `appendBatch`) through the decode path
 /// (`ProductPath`). Each path gives the same results on any instruction set and whatever the
-/// batching (a prompt cut into pieces, sessions decoded together); the two agree with each
+/// batching (a prompt cut into pieces, sessions decoded together). The two paths are the same
+/// arithmetic for Q4_0…Q8_0 weights; with K-quant weights (Q4_K_M files) they agree with each
 /// other to the int8 activations' noise, not bit for bit. GGUF models keep K/V in f16 and
 /// round Q and attention weights to f16 like llama.cpp, safetensors models compute attention
 /// in f32 like transformers. Float weights in batches above four positions go through sgemm.

@@ -218,6 +218,46 @@ final class QuantizedTests: XCTestCase {
         }
     }
 
+    /// The 32-value formats have one arithmetic everywhere (block sums): decode — through the
+    /// AVX-512 sixteen-row kernels, or unpacked — equals prefill bit for bit, on every
+    /// implementation, with row counts that leave partial groups of sixteen and vector counts
+    /// that leave partial groups of four. Every row differs, so a row put in the wrong lane
+    /// shows.
+    func testBlockFormatsDecodeEqualsPrefillOnEveryImplementation() throws {
+        let context = KernelContext(threads: 2)
+        for format in [GGMLType.q4_0, .q4_1, .q5_0, .q5_1, .q8_0] {
+            let type = Int32(format.rawValue)
+            let columns = 96, blockBytes = Int(ck_block_bytes(type))
+            for rows in [7, 16, 37, 64] {
+                var generator = SplitMix64(seed: UInt64(rows) * 31 + UInt64(type))
+                var blocks = (0..<(rows * columns / 32 * blockBytes)).map { _ in UInt8(truncatingIfNeeded: generator.next()) }
+                // Finite f16 scale (and minimum) at the start of every block.
+                for start in stride(from: 0, to: blocks.count, by: blockBytes) {
+                    for offset in stride(from: 0, to: format == .q4_1 || format == .q5_1 ? 4 : 2, by: 2) {
+                        let half = ck_f32_to_fp16(Float(generator.next() % 1000 + 1) * 1e-5)
+                        blocks[start + offset] = UInt8(half & 0xFF)
+                        blocks[start + offset + 1] = UInt8(half >> 8)
+                    }
+                }
+                try blocks.withUnsafeBytes { bytes in
+                    let matrix = try WeightMatrix(format: format, bytes: bytes, rows: rows, columns: columns)
+                    for count in [1, 3, 6] {
+                        let x = randomFloats(count * columns, seed: UInt64(count))
+                        var reference: [Float]?
+                        for isa in availableISAs {
+                            XCTAssertTrue(KernelISA.select(isa))
+                            let decode = product(matrix, x, count: count, path: .decode, context: context)
+                            let prefill = product(matrix, x, count: count, path: .prefill, context: context)
+                            XCTAssertEqual(decode, prefill, "\(format) \(rows) rows, batch \(count) on \(isa)")
+                            if let reference { XCTAssertEqual(decode, reference, "\(format) \(rows) rows, batch \(count) on \(isa)") }
+                            reference = decode
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     /// Quantized products, f32 dot/axpy and f16 rounding give bit-identical results on every
     /// implementation (exact integer lane sums, the same fused float operations in the same
     /// order), so an AVX2-only or non-x86 machine reproduces this one's outputs.

@@ -123,9 +123,10 @@ void ck_pool_run(ck_pool *pool, void (*task)(void *context, int64_t index), void
 int ck_matvec(ck_pool *pool, int type, const void *weights, int64_t rows, int64_t cols,
               int64_t row_stride, const float *x, float *y);
 
-/// Like `ck_matvec` for `count` input vectors (`x` is count×cols, `y` is count×rows): each
-/// weight row is read in place once per 8 vectors and applied to each; every vector's result
-/// equals its own `ck_matvec` exactly (decode of several sessions at once).
+/// Like `ck_matvec` for `count` input vectors (`x` is count×cols, `y` is count×rows): weight
+/// rows are read in place once per 4 (32-value formats) or 8 (K-quants) vectors and applied to
+/// each; every vector's result equals its own `ck_matvec` exactly (decode of several sessions
+/// at once).
 int ck_matvec_multi(ck_pool *pool, int type, const void *weights, int64_t rows, int64_t cols,
                     int64_t row_stride, const float *x, int64_t count, float *y);
 
@@ -152,9 +153,10 @@ int ck_matmul_group(ck_pool *pool, int count, const ck_matrix *matrices, const f
 /// `CK_MATVEC_GROUP_MAX` quantized matrices reading the same `x` (q/k/v, gate/up). Each
 /// (row, vector) result depends on that row and vector alone — not on the batch, the thread
 /// count or the instruction set — and is the chain of exact integer block sums documented in
-/// kernels_body.h (`dot_unpacked_sums`), which differs from decode's per-row kernels only in
-/// float rounding. With AVX-512 it runs as a batched kernel that keeps one weight row per lane
-/// and shares one quantization of `x`. Returns 0 for float formats or a bad matrix.
+/// kernels_body.h (`dot_unpacked_sums`). For the 32-value formats (Q4_0…Q8_0) decode
+/// (`ck_matvec*`) computes exactly this too; for the K-quants decode differs only in float
+/// rounding. With AVX-512 it runs as a batched kernel that keeps one weight row per lane and
+/// shares one quantization of `x`. Returns 0 for float formats or a bad matrix.
 int ck_prefill_group(ck_pool *pool, int count, const ck_matrix *matrices, const float *x, int64_t vectors,
                      float *const *y);
 
