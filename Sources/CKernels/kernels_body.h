@@ -718,16 +718,6 @@ static inline __attribute__((always_inline)) CK_TARGET void CK_NAME(rows4_body)(
 // sixteen rows (the lane-wise chain of `dot_unpacked` costs a conversion and a fused add per
 // row, vector and block), which is what lets batched decode share a pass over the weights.
 
-/// The 32 values of a block as unsigned bytes (value + `offset`): Q8_0 (+128), Q5_0 (+16) or
-/// Q4_0 (+8).
-static inline __attribute__((always_inline)) CK_TARGET __m256i CK_NAME(block_unsigned_values)(int type, const uint8_t *block) {
-    switch (type) {
-    case CK_Q8_0: return CK_NAME(q8_0_unsigned_values)(block);
-    case CK_Q5_0: return CK_NAME(q5_0_unsigned_values)(block);
-    default: return CK_NAME(unpack_nibbles)(block + 2);
-    }
-}
-
 /// Sixteen rows (`stride` bytes apart, starting at `p`) × `vectors` (1–4): `y[v · y_stride + r]`
 /// = row r · x_v with prefill's arithmetic. `xsum[v · nb + b]` is Σ qs of vector v's block b.
 static inline __attribute__((always_inline)) CK_TARGET void CK_NAME(rows16_body)(
@@ -747,26 +737,60 @@ static inline __attribute__((always_inline)) CK_TARGET void CK_NAME(rows16_body)
             _mm_prefetch((const char *)(p + group_bytes + slice * b + line), _MM_HINT_T0);
             _mm_prefetch((const char *)(p + 2 * group_bytes + slice * b + line), _MM_HINT_T1);
         }
-        __m512i z[8];
-        for (int j = 0; j < 8; j++)
-            z[j] = _mm512_inserti64x4(_mm512_castsi256_si512(CK_NAME(block_unsigned_values)(type, block + lo[j] * stride)),
-                                      CK_NAME(block_unsigned_values)(type, block + hi[j] * stride), 1);
-        // 8×8 transpose of 4-byte groups within each 256-bit half, then the halves interleaved:
-        // chunk[c] lane r = values 4c…4c+3 of row r.
+        // chunk[c] lane r = values 4c…4c+3 of row r (unsigned).
         __m512i t[8], u[8], chunk[8];
-        for (int k = 0; k < 8; k += 4) {
-            t[k] = _mm512_unpacklo_epi32(z[k], z[k + 1]);
-            t[k + 1] = _mm512_unpackhi_epi32(z[k], z[k + 1]);
-            t[k + 2] = _mm512_unpacklo_epi32(z[k + 2], z[k + 3]);
-            t[k + 3] = _mm512_unpackhi_epi32(z[k + 2], z[k + 3]);
-            u[k] = _mm512_unpacklo_epi64(t[k], t[k + 2]);
-            u[k + 1] = _mm512_unpackhi_epi64(t[k], t[k + 2]);
-            u[k + 2] = _mm512_unpacklo_epi64(t[k + 1], t[k + 3]);
-            u[k + 3] = _mm512_unpackhi_epi64(t[k + 1], t[k + 3]);
-        }
-        for (int c = 0; c < 4; c++) {
-            chunk[c] = _mm512_shuffle_i32x4(u[c], u[c + 4], _MM_SHUFFLE(2, 0, 2, 0));
-            chunk[c + 4] = _mm512_shuffle_i32x4(u[c], u[c + 4], _MM_SHUFFLE(3, 1, 3, 1));
+        if (type == CK_Q8_0) {
+            // 8×8 transpose of 4-byte groups within each 256-bit half, then the halves interleaved.
+            __m512i z[8];
+            for (int j = 0; j < 8; j++)
+                z[j] = _mm512_inserti64x4(_mm512_castsi256_si512(CK_NAME(q8_0_unsigned_values)(block + lo[j] * stride)),
+                                          CK_NAME(q8_0_unsigned_values)(block + hi[j] * stride), 1);
+            for (int k = 0; k < 8; k += 4) {
+                t[k] = _mm512_unpacklo_epi32(z[k], z[k + 1]);
+                t[k + 1] = _mm512_unpackhi_epi32(z[k], z[k + 1]);
+                t[k + 2] = _mm512_unpacklo_epi32(z[k + 2], z[k + 3]);
+                t[k + 3] = _mm512_unpackhi_epi32(z[k + 2], z[k + 3]);
+                u[k] = _mm512_unpacklo_epi64(t[k], t[k + 2]);
+                u[k + 1] = _mm512_unpackhi_epi64(t[k], t[k + 2]);
+                u[k + 2] = _mm512_unpacklo_epi64(t[k + 1], t[k + 3]);
+                u[k + 3] = _mm512_unpackhi_epi64(t[k + 1], t[k + 3]);
+            }
+            for (int c = 0; c < 4; c++) {
+                chunk[c] = _mm512_shuffle_i32x4(u[c], u[c + 4], _MM_SHUFFLE(2, 0, 2, 0));
+                chunk[c + 4] = _mm512_shuffle_i32x4(u[c], u[c + 4], _MM_SHUFFLE(3, 1, 3, 1));
+            }
+        } else {
+            // Nibbles: transpose the 16 packed bytes (4×4 groups per 128-bit lane; register j
+            // holds rows j, 4 + j, 8 + j, 12 + j), then split: low nibbles are values 0–15,
+            // high ones 16–31.
+            const uint8_t *packed = block + (type == CK_Q5_0 ? 6 : 2);
+            __m512i z[4];
+            for (int j = 0; j < 4; j++) {
+                __m512i rows = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(packed + j * stride)));
+                rows = _mm512_inserti32x4(rows, _mm_loadu_si128((const __m128i *)(packed + (4 + j) * stride)), 1);
+                rows = _mm512_inserti32x4(rows, _mm_loadu_si128((const __m128i *)(packed + (8 + j) * stride)), 2);
+                z[j] = _mm512_inserti32x4(rows, _mm_loadu_si128((const __m128i *)(packed + (12 + j) * stride)), 3);
+            }
+            t[0] = _mm512_unpacklo_epi32(z[0], z[1]);
+            t[1] = _mm512_unpackhi_epi32(z[0], z[1]);
+            t[2] = _mm512_unpacklo_epi32(z[2], z[3]);
+            t[3] = _mm512_unpackhi_epi32(z[2], z[3]);
+            const __m512i low = _mm512_set1_epi8(0x0F);
+            for (int c = 0; c < 4; c++) {
+                __m512i bytes = (c & 1) ? _mm512_unpackhi_epi64(t[c >> 1], t[(c >> 1) + 2]) : _mm512_unpacklo_epi64(t[c >> 1], t[(c >> 1) + 2]);
+                chunk[c] = _mm512_and_si512(bytes, low);
+                chunk[c + 4] = _mm512_and_si512(_mm512_srli_epi16(bytes, 4), low);
+            }
+            if (type == CK_Q5_0) {
+                // The fifth bits: qh bits 4c…4c+3 of each row spread to 0x10 in bytes 0…3
+                // (multiplying by 0x02040810 moves bit i to bit 8i + 4; no carries).
+                __m512i qh = _mm512_i32gather_epi32(row_offsets, (const void *)(block + 2), 1);
+                for (int c = 0; c < 8; c++) {
+                    __m512i bits = _mm512_and_si512(_mm512_srli_epi32(qh, 4 * c), _mm512_set1_epi32(0x0F));
+                    __m512i fifth = _mm512_and_si512(_mm512_mullo_epi32(bits, _mm512_set1_epi32(0x02040810)), _mm512_set1_epi32(0x10101010));
+                    chunk[c] = _mm512_or_si512(chunk[c], fifth);
+                }
+            }
         }
         // The sixteen rows' f16 scales (the first two bytes of each block).
         __m512 dw = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_i32gather_epi32(row_offsets, (const void *)block, 1)));
