@@ -296,7 +296,7 @@ int ck_activation_mode(int type) {
 /// prefill's block sums (`dot_unpacked_sums`), decode included, so a prompt prefilled and the
 /// same tokens decoded give the same products, as do sessions decoded alone or together. Only
 /// the K-quants keep decode's lane-wise chain (`dot_unpacked`) in decode.
-static inline int ck_block_sums_everywhere(int type) { return ck_block_elements(type) == 32; }
+static inline int ck_block_sums_everywhere(int type) { return ck_block_elements(type) > 1; }
 
 float ck_vec_dot(int type, const void *row, const float *x, const ck_q8_block *xq, int64_t n) {
     const ck_variant *variant = ck_current();
@@ -310,7 +310,7 @@ float ck_vec_dot(int type, const void *row, const float *x, const ck_q8_block *x
     if (q && scales && mins) {
         int has_min = variant->unpack_row(type, (const uint8_t *)row, n, q, scales, mins);
         if (ck_block_sums_everywhere(type))
-            variant->dot_unpacked_sums(q, scales, mins, has_min, 0, nb, xq, 1, &y, 1);
+            variant->dot_unpacked_sums(q, scales, mins, has_min, ck_half_block_scales(type), nb, xq, 1, &y, 1);
         else
             variant->dot_unpacked(q, scales, mins, has_min, nb, xq, 1, &y, 1);
     }
@@ -855,14 +855,15 @@ static int ck_run_group(ck_pool *pool, int count, const ck_matrix *matrices, con
             if (!quantized[m]) {
                 int64_t nb = w->cols / 32;
                 quantized[m] = malloc((size_t)(vectors * nb) * sizeof(ck_q8_block));
-                xsum[m] = malloc((size_t)(vectors * nb) * sizeof(int32_t));
+                xsum[m] = malloc((size_t)(2 * vectors * nb) * sizeof(int32_t));
                 owned[m] = 1;
                 if (!quantized[m] || !xsum[m]) { ok = 0; break; }
                 for (int64_t v = 0; v < vectors; v++) variant->quantize_q8(x + v * w->cols, quantized[m] + v * nb, w->cols, mode);
                 for (int64_t i = 0; i < vectors * nb; i++) {
-                    int32_t sum = 0;
-                    for (int k = 0; k < 32; k++) sum += quantized[m][i].qs[k];
-                    xsum[m][i] = sum;
+                    int32_t lo = 0, hi = 0;
+                    for (int k = 0; k < 16; k++) { lo += quantized[m][i].qs[k]; hi += quantized[m][i].qs[16 + k]; }
+                    xsum[m][2 * i] = lo;
+                    xsum[m][2 * i + 1] = hi;
                 }
             }
         }

@@ -677,7 +677,26 @@ static inline __attribute__((always_inline)) CK_TARGET __m256i CK_NAME(block_sig
     }
 }
 
-/// Four rows (`stride` bytes apart) × `vectors` (1–4): `y[v · y_stride + r]` = row r · x_v.
+/// The exact sums of four rows' lane sums: low 128 bits the sums over lanes 0–3 (values 0–15)
+/// of rows 0–3, high 128 bits over lanes 4–7 (values 16–31).
+static inline __attribute__((always_inline)) CK_TARGET __m256i CK_NAME(half_sums4)(__m256i s0, __m256i s1, __m256i s2, __m256i s3) {
+    return _mm256_hadd_epi32(_mm256_hadd_epi32(s0, s1), _mm256_hadd_epi32(s2, s3));
+}
+
+static inline __attribute__((always_inline)) CK_TARGET __m128i CK_NAME(block_sums4)(__m256i halves) {
+    return _mm_add_epi32(_mm256_castsi256_si128(halves), _mm256_extracti128_si256(halves, 1));
+}
+
+/// Prefetches slice `i` of the next four rows into L1 and of the rows 20 ahead into L2.
+static inline __attribute__((always_inline)) CK_TARGET void CK_NAME(prefetch_rows4)(const uint8_t *p, int64_t group_bytes, int64_t slice, int64_t i) {
+    for (int64_t line = 0; line < slice; line += 64) {
+        _mm_prefetch((const char *)(p + group_bytes + slice * i + line), _MM_HINT_T0);
+        _mm_prefetch((const char *)(p + 5 * group_bytes + slice * i + line), _MM_HINT_T1);
+    }
+}
+
+/// Four rows (`stride` bytes apart) of a 32-value format × `vectors` (1–4):
+/// `y[v · y_stride + r]` = row r · x_v.
 static inline __attribute__((always_inline)) CK_TARGET void CK_NAME(rows4_body)(
     const int type, const int block_bytes, const uint8_t *p, int64_t stride, const ck_q8_block *xb, int64_t nb,
     const int vectors, float *y, int64_t y_stride) {
@@ -686,21 +705,97 @@ static inline __attribute__((always_inline)) CK_TARGET void CK_NAME(rows4_body)(
     for (int v = 0; v < 4; v++) acc[v] = _mm_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *block = p + block_bytes * b;
-        for (int64_t line = 0; line < slice; line += 64) {
-            _mm_prefetch((const char *)(p + group_bytes + slice * b + line), _MM_HINT_T0);
-            _mm_prefetch((const char *)(p + 5 * group_bytes + slice * b + line), _MM_HINT_T1);
-        }
+        CK_NAME(prefetch_rows4)(p, group_bytes, slice, b);
         __m256i q[4];
         for (int r = 0; r < 4; r++) q[r] = CK_NAME(block_signed_values)(type, block + r * stride);
         __m128 dw = _mm_set_ps(ck_half(block + 3 * stride), ck_half(block + 2 * stride), ck_half(block + stride), ck_half(block));
         for (int v = 0; v < vectors; v++) {
             const ck_q8_block *x = xb + v * nb + b;
             __m256i vx = _mm256_loadu_si256((const __m256i *)x->qs);
-            __m256i s01 = _mm256_hadd_epi32(CK_NAME(lane_sums)(q[0], vx), CK_NAME(lane_sums)(q[1], vx));
-            __m256i s23 = _mm256_hadd_epi32(CK_NAME(lane_sums)(q[2], vx), CK_NAME(lane_sums)(q[3], vx));
-            __m256i halves = _mm256_hadd_epi32(s01, s23);  // each 128-bit half: rows 0–3 over half the lanes
-            __m128i sums = _mm_add_epi32(_mm256_castsi256_si128(halves), _mm256_extracti128_si256(halves, 1));
+            __m128i sums = CK_NAME(block_sums4)(CK_NAME(half_sums4)(CK_NAME(lane_sums)(q[0], vx), CK_NAME(lane_sums)(q[1], vx),
+                                                                    CK_NAME(lane_sums)(q[2], vx), CK_NAME(lane_sums)(q[3], vx)));
             acc[v] = _mm_fmadd_ps(_mm_cvtepi32_ps(sums), _mm_mul_ps(dw, _mm_set1_ps(x->d)), acc[v]);
+        }
+    }
+    for (int v = 0; v < vectors; v++) _mm_storeu_ps(y + v * y_stride, acc[v]);
+}
+
+/// Four Q4_K rows × `vectors` (1–4), as `rows4_body` (plus each block's minimum term).
+static inline __attribute__((always_inline)) CK_TARGET void CK_NAME(rows4_q4_k_body)(
+    const uint8_t *p, int64_t stride, const ck_q8_block *xb, int64_t nb, const int vectors, float *y, int64_t y_stride) {
+    const int64_t supers = nb / 8, group_bytes = 4 * stride, slice = ((group_bytes + supers - 1) / supers + 63) / 64 * 64;
+    const __m256i low = _mm256_set1_epi8(0x0F);
+    __m128 acc[4];
+    for (int v = 0; v < 4; v++) acc[v] = _mm_setzero_ps();
+    for (int64_t s = 0; s < supers; s++) {
+        const uint8_t *block = p + 144 * s;
+        CK_NAME(prefetch_rows4)(p, group_bytes, slice, s);
+        float d[4], neg_dmin[4];
+        uint8_t sc[4][8], m[4][8];
+        for (int r = 0; r < 4; r++) {
+            d[r] = ck_half(block + r * stride);
+            neg_dmin[r] = -ck_half(block + r * stride + 2);
+            ck_kquant_scales_mins(block + r * stride + 4, sc[r], m[r]);
+        }
+        for (int j = 0; j < 8; j++) {
+            __m256i q[4];
+            for (int r = 0; r < 4; r++) {
+                __m256i packed = _mm256_loadu_si256((const __m256i *)(block + r * stride + 16 + 32 * (j / 2)));
+                q[r] = (j & 1) ? _mm256_and_si256(_mm256_srli_epi16(packed, 4), low) : _mm256_and_si256(packed, low);
+            }
+            __m128 scale = _mm_set_ps(d[3] * (float)sc[3][j], d[2] * (float)sc[2][j], d[1] * (float)sc[1][j], d[0] * (float)sc[0][j]);
+            __m128 minimum = _mm_set_ps(neg_dmin[3] * (float)m[3][j], neg_dmin[2] * (float)m[2][j], neg_dmin[1] * (float)m[1][j],
+                                        neg_dmin[0] * (float)m[0][j]);
+            for (int v = 0; v < vectors; v++) {
+                const ck_q8_block *x = xb + v * nb + 8 * s + j;
+                __m256i vx = _mm256_loadu_si256((const __m256i *)x->qs);
+                __m128i sums = CK_NAME(block_sums4)(CK_NAME(half_sums4)(
+                    CK_NAME(unsigned_lane_sums)(q[0], vx), CK_NAME(unsigned_lane_sums)(q[1], vx),
+                    CK_NAME(unsigned_lane_sums)(q[2], vx), CK_NAME(unsigned_lane_sums)(q[3], vx)));
+                acc[v] = _mm_fmadd_ps(_mm_cvtepi32_ps(sums), _mm_mul_ps(scale, _mm_set1_ps(x->d)), acc[v]);
+                acc[v] = _mm_fmadd_ps(minimum, _mm_set1_ps(x->s), acc[v]);
+            }
+        }
+    }
+    for (int v = 0; v < vectors; v++) _mm_storeu_ps(y + v * y_stride, acc[v]);
+}
+
+/// Four Q6_K rows × `vectors` (1–4): each block's two 16-value halves apart.
+static inline __attribute__((always_inline)) CK_TARGET void CK_NAME(rows4_q6_k_body)(
+    const uint8_t *p, int64_t stride, const ck_q8_block *xb, int64_t nb, const int vectors, float *y, int64_t y_stride) {
+    const int64_t supers = nb / 8, group_bytes = 4 * stride, slice = ((group_bytes + supers - 1) / supers + 63) / 64 * 64;
+    const __m256i low = _mm256_set1_epi8(0x0F), three = _mm256_set1_epi8(3);
+    __m128 acc[4];
+    for (int v = 0; v < 4; v++) acc[v] = _mm_setzero_ps();
+    for (int64_t s = 0; s < supers; s++) {
+        const uint8_t *block = p + 210 * s;
+        CK_NAME(prefetch_rows4)(p, group_bytes, slice, s);
+        float d[4];
+        for (int r = 0; r < 4; r++) d[r] = ck_half(block + r * stride + 208);
+        for (int jb = 0; jb < 8; jb++) {
+            int h = jb / 4, quarter = jb % 4;
+            __m256i q[4];
+            float lo[4], hi[4];
+            for (int r = 0; r < 4; r++) {
+                const uint8_t *row = block + r * stride;
+                __m256i ql = _mm256_loadu_si256((const __m256i *)(row + 64 * h + 32 * (quarter & 1)));
+                __m256i qh = _mm256_loadu_si256((const __m256i *)(row + 128 + 32 * h));
+                __m256i nibble = (quarter >> 1) ? _mm256_and_si256(_mm256_srli_epi16(ql, 4), low) : _mm256_and_si256(ql, low);
+                __m256i top = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * quarter), three), 4);
+                q[r] = _mm256_sub_epi8(_mm256_or_si256(nibble, top), _mm256_set1_epi8(32));
+                lo[r] = d[r] * (float)(int8_t)row[192 + 2 * jb];
+                hi[r] = d[r] * (float)(int8_t)row[192 + 2 * jb + 1];
+            }
+            __m128 scale_lo = _mm_loadu_ps(lo), scale_hi = _mm_loadu_ps(hi);
+            for (int v = 0; v < vectors; v++) {
+                const ck_q8_block *x = xb + v * nb + 8 * s + jb;
+                __m256i vx = _mm256_loadu_si256((const __m256i *)x->qs);
+                __m256i halves = CK_NAME(half_sums4)(CK_NAME(lane_sums)(q[0], vx), CK_NAME(lane_sums)(q[1], vx),
+                                                     CK_NAME(lane_sums)(q[2], vx), CK_NAME(lane_sums)(q[3], vx));
+                __m128 dx = _mm_set1_ps(x->d);
+                acc[v] = _mm_fmadd_ps(_mm_cvtepi32_ps(_mm256_castsi256_si128(halves)), _mm_mul_ps(scale_lo, dx), acc[v]);
+                acc[v] = _mm_fmadd_ps(_mm_cvtepi32_ps(_mm256_extracti128_si256(halves, 1)), _mm_mul_ps(scale_hi, dx), acc[v]);
+            }
         }
     }
     for (int v = 0; v < vectors; v++) _mm_storeu_ps(y + v * y_stride, acc[v]);
@@ -708,83 +803,123 @@ static inline __attribute__((always_inline)) CK_TARGET void CK_NAME(rows4_body)(
 #endif
 
 #if CK_VARIANT_AVX512
-// MARK: sixteen rows per register (32-value formats, decode)
+// MARK: sixteen rows per register (decode)
 //
-// Decode of Q4_0/Q5_0/Q8_0 uses prefill's arithmetic (`dot_unpacked_sums`: one exact integer
-// sum per block, converted once and fused-added with d · x.d), read in place: sixteen rows'
-// blocks are transposed in registers so that each int32 lane holds one row, and four
-// activation bytes broadcast per vpdpbusd add into all sixteen rows. The transpose is shared
-// by every vector, and per vector a block costs eight vpdpbusd and three float operations for
-// sixteen rows (the lane-wise chain of `dot_unpacked` costs a conversion and a fused add per
-// row, vector and block), which is what lets batched decode share a pass over the weights.
+// Decode reads Q4_0/Q5_0/Q8_0/Q4_K/Q6_K in place with prefill's arithmetic
+// (`dot_unpacked_sums`: one exact integer sum per block or half-block, converted once and
+// fused-added with scale · x.d, then the minimum term): sixteen rows' bytes are transposed in
+// registers so that each int32 lane holds one row, and four activation bytes broadcast per
+// vpdpbusd add into all sixteen rows. The transpose is shared by every vector, and per vector
+// a block costs eight vpdpbusd and a few float operations for sixteen rows — what lets batched
+// decode share a pass over the weights.
 
-/// Sixteen rows (`stride` bytes apart, starting at `p`) × `vectors` (1–4): `y[v · y_stride + r]`
-/// = row r · x_v with prefill's arithmetic. `xsum[v · nb + b]` is Σ qs of vector v's block b.
+/// Byte offsets of sixteen rows `stride` apart, for gathers.
+static inline __attribute__((always_inline)) CK_TARGET __m512i CK_NAME(row_offsets16)(int64_t stride) {
+    return _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0), _mm512_set1_epi32((int)stride));
+}
+
+/// The f16 at `base + offsets[r]` (its high half with `high`) of sixteen rows, as floats.
+static inline __attribute__((always_inline)) CK_TARGET __m512 CK_NAME(gather_halves16)(const uint8_t *base, __m512i offsets, int high) {
+    __m512i words = _mm512_i32gather_epi32(offsets, (const void *)base, 1);
+    if (high) words = _mm512_srli_epi32(words, 16);
+    return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(words));
+}
+
+/// out[c] lane r = bytes 4c…4c+3 of the 32 at `src + r · stride` (r < 16).
+static inline __attribute__((always_inline)) CK_TARGET void CK_NAME(transpose16x32)(const uint8_t *src, int64_t stride, __m512i out[8]) {
+    // Register j pairs rows lo[j] and hi[j] so that after an 8×8 transpose of 4-byte groups
+    // within each 256-bit half, and the halves interleaved, lane r holds row r.
+    static const int lo[8] = {0, 1, 2, 3, 8, 9, 10, 11}, hi[8] = {4, 5, 6, 7, 12, 13, 14, 15};
+    __m512i z[8], t[8], u[8];
+    for (int j = 0; j < 8; j++)
+        z[j] = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(src + lo[j] * stride))),
+                                  _mm256_loadu_si256((const __m256i *)(src + hi[j] * stride)), 1);
+    for (int k = 0; k < 8; k += 4) {
+        t[k] = _mm512_unpacklo_epi32(z[k], z[k + 1]);
+        t[k + 1] = _mm512_unpackhi_epi32(z[k], z[k + 1]);
+        t[k + 2] = _mm512_unpacklo_epi32(z[k + 2], z[k + 3]);
+        t[k + 3] = _mm512_unpackhi_epi32(z[k + 2], z[k + 3]);
+        u[k] = _mm512_unpacklo_epi64(t[k], t[k + 2]);
+        u[k + 1] = _mm512_unpackhi_epi64(t[k], t[k + 2]);
+        u[k + 2] = _mm512_unpacklo_epi64(t[k + 1], t[k + 3]);
+        u[k + 3] = _mm512_unpackhi_epi64(t[k + 1], t[k + 3]);
+    }
+    for (int c = 0; c < 4; c++) {
+        out[c] = _mm512_shuffle_i32x4(u[c], u[c + 4], _MM_SHUFFLE(2, 0, 2, 0));
+        out[c + 4] = _mm512_shuffle_i32x4(u[c], u[c + 4], _MM_SHUFFLE(3, 1, 3, 1));
+    }
+}
+
+/// The 16 packed bytes at `src + r · stride` (r < 16) as 32 nibble values: out[c] lane r =
+/// values 4c…4c+3 of row r, low nibbles first (values 0–15), then high ones (16–31).
+static inline __attribute__((always_inline)) CK_TARGET void CK_NAME(transpose16x16_nibbles)(const uint8_t *src, int64_t stride, __m512i out[8]) {
+    // 4×4 transposes of 4-byte groups per 128-bit lane; register j holds rows j, 4 + j, 8 + j, 12 + j.
+    __m512i z[4], t[4];
+    for (int j = 0; j < 4; j++) {
+        __m512i rows = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(src + j * stride)));
+        rows = _mm512_inserti32x4(rows, _mm_loadu_si128((const __m128i *)(src + (4 + j) * stride)), 1);
+        rows = _mm512_inserti32x4(rows, _mm_loadu_si128((const __m128i *)(src + (8 + j) * stride)), 2);
+        z[j] = _mm512_inserti32x4(rows, _mm_loadu_si128((const __m128i *)(src + (12 + j) * stride)), 3);
+    }
+    t[0] = _mm512_unpacklo_epi32(z[0], z[1]);
+    t[1] = _mm512_unpackhi_epi32(z[0], z[1]);
+    t[2] = _mm512_unpacklo_epi32(z[2], z[3]);
+    t[3] = _mm512_unpackhi_epi32(z[2], z[3]);
+    const __m512i low = _mm512_set1_epi8(0x0F);
+    for (int c = 0; c < 4; c++) {
+        __m512i bytes = (c & 1) ? _mm512_unpackhi_epi64(t[c >> 1], t[(c >> 1) + 2]) : _mm512_unpacklo_epi64(t[c >> 1], t[(c >> 1) + 2]);
+        out[c] = _mm512_and_si512(bytes, low);
+        out[c + 4] = _mm512_and_si512(_mm512_srli_epi16(bytes, 4), low);
+    }
+}
+
+/// `start` + Σ_{c < count} chunk[c] · (bytes 4c…4c+3 of `qs`, broadcast) per lane: exact
+/// integer sums (two chains, for latency).
+static inline __attribute__((always_inline)) CK_TARGET __m512i CK_NAME(chunk_sums)(const __m512i *chunk, const int8_t *qs, const int count, __m512i start) {
+    __m512i even = start, odd = _mm512_setzero_si512();
+    for (int c = 0; c < count; c += 2) {
+        int32_t four0, four1;
+        memcpy(&four0, qs + 4 * c, 4);
+        memcpy(&four1, qs + 4 * c + 4, 4);
+        even = _mm512_dpbusd_epi32(even, chunk[c], _mm512_set1_epi32(four0));
+        odd = _mm512_dpbusd_epi32(odd, chunk[c + 1], _mm512_set1_epi32(four1));
+    }
+    return _mm512_add_epi32(even, odd);
+}
+
+/// Prefetches slice `i` (of `slice` bytes) of the next group of rows into L1 and of the one
+/// after into L2: a group's rows are read as sixteen interleaved streams, which the hardware
+/// prefetchers follow poorly.
+static inline __attribute__((always_inline)) CK_TARGET void CK_NAME(prefetch_groups)(const uint8_t *p, int64_t group_bytes, int64_t slice, int64_t i) {
+    for (int64_t line = 0; line < slice; line += 64) {
+        _mm_prefetch((const char *)(p + group_bytes + slice * i + line), _MM_HINT_T0);
+        _mm_prefetch((const char *)(p + 2 * group_bytes + slice * i + line), _MM_HINT_T1);
+    }
+}
+
+/// Sixteen rows (`stride` bytes apart, from `p`) of a 32-value format × `vectors` (1–4):
+/// `y[v · y_stride + r]` = row r · x_v. Values are read unsigned (value + `offset`) and each
+/// sum starts at −offset · Σ x (`xsum`: Σ qs of each half-block, two per block).
 static inline __attribute__((always_inline)) CK_TARGET void CK_NAME(rows16_body)(
     const int type, const int block_bytes, const int offset, const uint8_t *p, int64_t stride, const ck_q8_block *xb,
     const int32_t *xsum, int64_t nb, const int vectors, float *y, int64_t y_stride) {
-    const __m512i row_offsets = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
-                                                   _mm512_set1_epi32((int)stride));
-    // Register j pairs rows lo[j] and hi[j] so that after the transpose lane r holds row r.
-    static const int lo[8] = {0, 1, 2, 3, 8, 9, 10, 11}, hi[8] = {4, 5, 6, 7, 12, 13, 14, 15};
-    // The next group's bytes, spread over this group's blocks, into L1; the one after into L2.
+    const __m512i offsets = CK_NAME(row_offsets16)(stride);
     const int64_t group_bytes = 16 * stride, slice = ((group_bytes + nb - 1) / nb + 63) / 64 * 64;
     __m512 acc[4];
     for (int v = 0; v < 4; v++) acc[v] = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *block = p + block_bytes * b;
-        for (int64_t line = 0; line < slice; line += 64) {
-            _mm_prefetch((const char *)(p + group_bytes + slice * b + line), _MM_HINT_T0);
-            _mm_prefetch((const char *)(p + 2 * group_bytes + slice * b + line), _MM_HINT_T1);
-        }
-        // chunk[c] lane r = values 4c…4c+3 of row r (unsigned).
-        __m512i t[8], u[8], chunk[8];
+        CK_NAME(prefetch_groups)(p, group_bytes, slice, b);
+        __m512i chunk[8];
         if (type == CK_Q8_0) {
-            // 8×8 transpose of 4-byte groups within each 256-bit half, then the halves interleaved.
-            __m512i z[8];
-            for (int j = 0; j < 8; j++)
-                z[j] = _mm512_inserti64x4(_mm512_castsi256_si512(CK_NAME(q8_0_unsigned_values)(block + lo[j] * stride)),
-                                          CK_NAME(q8_0_unsigned_values)(block + hi[j] * stride), 1);
-            for (int k = 0; k < 8; k += 4) {
-                t[k] = _mm512_unpacklo_epi32(z[k], z[k + 1]);
-                t[k + 1] = _mm512_unpackhi_epi32(z[k], z[k + 1]);
-                t[k + 2] = _mm512_unpacklo_epi32(z[k + 2], z[k + 3]);
-                t[k + 3] = _mm512_unpackhi_epi32(z[k + 2], z[k + 3]);
-                u[k] = _mm512_unpacklo_epi64(t[k], t[k + 2]);
-                u[k + 1] = _mm512_unpackhi_epi64(t[k], t[k + 2]);
-                u[k + 2] = _mm512_unpacklo_epi64(t[k + 1], t[k + 3]);
-                u[k + 3] = _mm512_unpackhi_epi64(t[k + 1], t[k + 3]);
-            }
-            for (int c = 0; c < 4; c++) {
-                chunk[c] = _mm512_shuffle_i32x4(u[c], u[c + 4], _MM_SHUFFLE(2, 0, 2, 0));
-                chunk[c + 4] = _mm512_shuffle_i32x4(u[c], u[c + 4], _MM_SHUFFLE(3, 1, 3, 1));
-            }
+            CK_NAME(transpose16x32)(block + 2, stride, chunk);
+            for (int c = 0; c < 8; c++) chunk[c] = _mm512_xor_si512(chunk[c], _mm512_set1_epi8((char)0x80));
         } else {
-            // Nibbles: transpose the 16 packed bytes (4×4 groups per 128-bit lane; register j
-            // holds rows j, 4 + j, 8 + j, 12 + j), then split: low nibbles are values 0–15,
-            // high ones 16–31.
-            const uint8_t *packed = block + (type == CK_Q5_0 ? 6 : 2);
-            __m512i z[4];
-            for (int j = 0; j < 4; j++) {
-                __m512i rows = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(packed + j * stride)));
-                rows = _mm512_inserti32x4(rows, _mm_loadu_si128((const __m128i *)(packed + (4 + j) * stride)), 1);
-                rows = _mm512_inserti32x4(rows, _mm_loadu_si128((const __m128i *)(packed + (8 + j) * stride)), 2);
-                z[j] = _mm512_inserti32x4(rows, _mm_loadu_si128((const __m128i *)(packed + (12 + j) * stride)), 3);
-            }
-            t[0] = _mm512_unpacklo_epi32(z[0], z[1]);
-            t[1] = _mm512_unpackhi_epi32(z[0], z[1]);
-            t[2] = _mm512_unpacklo_epi32(z[2], z[3]);
-            t[3] = _mm512_unpackhi_epi32(z[2], z[3]);
-            const __m512i low = _mm512_set1_epi8(0x0F);
-            for (int c = 0; c < 4; c++) {
-                __m512i bytes = (c & 1) ? _mm512_unpackhi_epi64(t[c >> 1], t[(c >> 1) + 2]) : _mm512_unpacklo_epi64(t[c >> 1], t[(c >> 1) + 2]);
-                chunk[c] = _mm512_and_si512(bytes, low);
-                chunk[c + 4] = _mm512_and_si512(_mm512_srli_epi16(bytes, 4), low);
-            }
+            CK_NAME(transpose16x16_nibbles)(block + (type == CK_Q5_0 ? 6 : 2), stride, chunk);
             if (type == CK_Q5_0) {
                 // The fifth bits: qh bits 4c…4c+3 of each row spread to 0x10 in bytes 0…3
                 // (multiplying by 0x02040810 moves bit i to bit 8i + 4; no carries).
-                __m512i qh = _mm512_i32gather_epi32(row_offsets, (const void *)(block + 2), 1);
+                __m512i qh = _mm512_i32gather_epi32(offsets, (const void *)(block + 2), 1);
                 for (int c = 0; c < 8; c++) {
                     __m512i bits = _mm512_and_si512(_mm512_srli_epi32(qh, 4 * c), _mm512_set1_epi32(0x0F));
                     __m512i fifth = _mm512_and_si512(_mm512_mullo_epi32(bits, _mm512_set1_epi32(0x02040810)), _mm512_set1_epi32(0x10101010));
@@ -792,58 +927,166 @@ static inline __attribute__((always_inline)) CK_TARGET void CK_NAME(rows16_body)
                 }
             }
         }
-        // The sixteen rows' f16 scales (the first two bytes of each block).
-        __m512 dw = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_i32gather_epi32(row_offsets, (const void *)block, 1)));
+        __m512 dw = CK_NAME(gather_halves16)(block, offsets, 0);
         for (int v = 0; v < vectors; v++) {
             const ck_q8_block *x = xb + v * nb + b;
-            // Lane sums of (value + offset) · x, started at −offset · Σ x: the exact block sums.
-            __m512i even = _mm512_set1_epi32(-offset * xsum[v * nb + b]), odd = _mm512_setzero_si512();
-            for (int c = 0; c < 8; c += 2) {
-                int32_t four0, four1;
-                memcpy(&four0, x->qs + 4 * c, 4);
-                memcpy(&four1, x->qs + 4 * c + 4, 4);
-                even = _mm512_dpbusd_epi32(even, chunk[c], _mm512_set1_epi32(four0));
-                odd = _mm512_dpbusd_epi32(odd, chunk[c + 1], _mm512_set1_epi32(four1));
-            }
-            __m512 sums = _mm512_cvtepi32_ps(_mm512_add_epi32(even, odd));
-            acc[v] = _mm512_fmadd_ps(sums, _mm512_mul_ps(dw, _mm512_set1_ps(x->d)), acc[v]);
+            const int32_t *sums = xsum + 2 * (v * nb + b);
+            __m512i total = CK_NAME(chunk_sums)(chunk, x->qs, 8, _mm512_set1_epi32(-offset * (sums[0] + sums[1])));
+            acc[v] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(total), _mm512_mul_ps(dw, _mm512_set1_ps(x->d)), acc[v]);
         }
     }
     for (int v = 0; v < vectors; v++) _mm512_storeu_ps(y + v * y_stride, acc[v]);
 }
 
+/// `x` with its sign flipped (exactly −x, zeros included).
+static inline __attribute__((always_inline)) CK_TARGET __m512 CK_NAME(negate16)(__m512 x) {
+    return _mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(x), _mm512_set1_epi32((int)0x80000000u)));
+}
+
+/// Q4_K: per 256-value super-block d, dmin, twelve bytes of 6-bit scales and minimums, then
+/// nibbles (sub-blocks 2i and 2i + 1 share 32 bytes: low and high nibbles).
+static inline __attribute__((always_inline)) CK_TARGET void CK_NAME(rows16_q4_k_body)(
+    const uint8_t *p, int64_t stride, const ck_q8_block *xb, int64_t nb, const int vectors, float *y, int64_t y_stride) {
+    const __m512i offsets = CK_NAME(row_offsets16)(stride), low = _mm512_set1_epi8(0x0F);
+    const __m512i six = _mm512_set1_epi32(63), four = _mm512_set1_epi32(0x0F), two = _mm512_set1_epi32(3);
+    const int64_t supers = nb / 8, group_bytes = 16 * stride, slice = ((group_bytes + supers - 1) / supers + 63) / 64 * 64;
+    __m512 acc[4];
+    for (int v = 0; v < 4; v++) acc[v] = _mm512_setzero_ps();
+    for (int64_t s = 0; s < supers; s++) {
+        const uint8_t *block = p + 144 * s;
+        CK_NAME(prefetch_groups)(p, group_bytes, slice, s);
+        __m512 d = CK_NAME(gather_halves16)(block, offsets, 0), neg_dmin = CK_NAME(negate16)(CK_NAME(gather_halves16)(block, offsets, 1));
+        __m512i w0 = _mm512_i32gather_epi32(offsets, (const void *)(block + 4), 1);
+        __m512i w1 = _mm512_i32gather_epi32(offsets, (const void *)(block + 8), 1);
+        __m512i w2 = _mm512_i32gather_epi32(offsets, (const void *)(block + 12), 1);
+        for (int i = 0; i < 4; i++) {
+            __m512i packed[8], chunk[8];
+            CK_NAME(transpose16x32)(block + 16 + 32 * i, stride, packed);
+            for (int half = 0; half < 2; half++) {
+                int j = 2 * i + half;
+                // ggml's get_scale_min_k4, sixteen rows at once (byte k of w0/w1/w2 is scale byte k, 4 + k, 8 + k).
+                __m512i sc, m;
+                if (j < 4) {
+                    sc = _mm512_and_si512(_mm512_srli_epi32(w0, 8 * j), six);
+                    m = _mm512_and_si512(_mm512_srli_epi32(w1, 8 * j), six);
+                } else {
+                    int k = j - 4;
+                    sc = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(w2, 8 * k), four),
+                                         _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(w0, 8 * k + 6), two), 4));
+                    m = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(w2, 8 * k + 4), four),
+                                        _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(w1, 8 * k + 6), two), 4));
+                }
+                __m512 scale = _mm512_mul_ps(d, _mm512_cvtepi32_ps(sc)), minimum = _mm512_mul_ps(neg_dmin, _mm512_cvtepi32_ps(m));
+                for (int c = 0; c < 8; c++)
+                    chunk[c] = half ? _mm512_and_si512(_mm512_srli_epi16(packed[c], 4), low) : _mm512_and_si512(packed[c], low);
+                for (int v = 0; v < vectors; v++) {
+                    const ck_q8_block *x = xb + v * nb + 8 * s + j;
+                    __m512i total = CK_NAME(chunk_sums)(chunk, x->qs, 8, _mm512_setzero_si512());
+                    acc[v] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(total), _mm512_mul_ps(scale, _mm512_set1_ps(x->d)), acc[v]);
+                    acc[v] = _mm512_fmadd_ps(minimum, _mm512_set1_ps(x->s), acc[v]);
+                }
+            }
+        }
+    }
+    for (int v = 0; v < vectors; v++) _mm512_storeu_ps(y + v * y_stride, acc[v]);
+}
+
+/// Q6_K: per 256-value super-block 128 bytes of low nibbles, 64 of high bit pairs, sixteen
+/// int8 scales (one per 16 values) and d. Values are read unsigned (value + 32); each 16-value
+/// half's sum starts at −32 · Σ x over it.
+static inline __attribute__((always_inline)) CK_TARGET void CK_NAME(rows16_q6_k_body)(
+    const uint8_t *p, int64_t stride, const ck_q8_block *xb, const int32_t *xsum, int64_t nb, const int vectors, float *y,
+    int64_t y_stride) {
+    const __m512i offsets = CK_NAME(row_offsets16)(stride), low = _mm512_set1_epi8(0x0F), three = _mm512_set1_epi8(3);
+    const int64_t supers = nb / 8, group_bytes = 16 * stride, slice = ((group_bytes + supers - 1) / supers + 63) / 64 * 64;
+    __m512 acc[4];
+    for (int v = 0; v < 4; v++) acc[v] = _mm512_setzero_ps();
+    for (int64_t s = 0; s < supers; s++) {
+        const uint8_t *block = p + 210 * s;
+        CK_NAME(prefetch_groups)(p, group_bytes, slice, s);
+        __m512 d = CK_NAME(gather_halves16)(block + 206, offsets, 1);  // bytes 208–209, read from inside the block
+        __m512i scales[4];
+        for (int k = 0; k < 4; k++) scales[k] = _mm512_i32gather_epi32(offsets, (const void *)(block + 192 + 4 * k), 1);
+        for (int h = 0; h < 2; h++) {
+            __m512i ql[2][8], qh[8], chunk[8];
+            CK_NAME(transpose16x32)(block + 64 * h, stride, ql[0]);
+            CK_NAME(transpose16x32)(block + 64 * h + 32, stride, ql[1]);
+            CK_NAME(transpose16x32)(block + 128 + 32 * h, stride, qh);
+            for (int quarter = 0; quarter < 4; quarter++) {
+                int jb = 4 * h + quarter;
+                for (int c = 0; c < 8; c++) {
+                    __m512i bytes = ql[quarter & 1][c];
+                    __m512i nibble = (quarter >> 1) ? _mm512_and_si512(_mm512_srli_epi16(bytes, 4), low) : _mm512_and_si512(bytes, low);
+                    __m512i top = _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi16(qh[c], 2 * quarter), three), 4);
+                    chunk[c] = _mm512_or_si512(nibble, top);
+                }
+                // Signed scale bytes 2jb and 2jb + 1 of each row.
+                int lo = 2 * jb, hi = lo + 1;
+                __m512i sc_lo = _mm512_srai_epi32(_mm512_slli_epi32(scales[lo >> 2], 24 - 8 * (lo & 3)), 24);
+                __m512i sc_hi = _mm512_srai_epi32(_mm512_slli_epi32(scales[hi >> 2], 24 - 8 * (hi & 3)), 24);
+                __m512 scale_lo = _mm512_mul_ps(d, _mm512_cvtepi32_ps(sc_lo)), scale_hi = _mm512_mul_ps(d, _mm512_cvtepi32_ps(sc_hi));
+                for (int v = 0; v < vectors; v++) {
+                    const ck_q8_block *x = xb + v * nb + 8 * s + jb;
+                    const int32_t *sums = xsum + 2 * (v * nb + 8 * s + jb);
+                    __m512i first = CK_NAME(chunk_sums)(chunk, x->qs, 4, _mm512_set1_epi32(-32 * sums[0]));
+                    __m512i second = CK_NAME(chunk_sums)(chunk + 4, x->qs + 16, 4, _mm512_set1_epi32(-32 * sums[1]));
+                    __m512 dx = _mm512_set1_ps(x->d);
+                    acc[v] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(first), _mm512_mul_ps(scale_lo, dx), acc[v]);
+                    acc[v] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(second), _mm512_mul_ps(scale_hi, dx), acc[v]);
+                }
+            }
+        }
+    }
+    for (int v = 0; v < vectors; v++) _mm512_storeu_ps(y + v * y_stride, acc[v]);
+}
 #endif
 
 #if CK_VARIANT_AVX2 || CK_VARIANT_AVX512
 /// A group of rows (`CK_SUMS_ROWS`: sixteen on AVX-512, four on AVX2) × any number of vectors,
-/// four at a time, with prefill's arithmetic.
-#if CK_VARIANT_AVX512
-#define CK_SUMS_ROWS 16
-#define CK_SUMS_BODY(type, block_bytes, offset, n) \
-    CK_NAME(rows16_body)(type, block_bytes, offset, p, stride, x, xsum + v * nb, nb, n, y + v * y_stride, y_stride)
-#else
-#define CK_SUMS_ROWS 4
-#define CK_SUMS_BODY(type, block_bytes, offset, n) CK_NAME(rows4_body)(type, block_bytes, p, stride, x, nb, n, y + v * y_stride, y_stride)
-#endif
-#define CK_SUMS_KERNEL(format, type, block_bytes, offset)                                                                   \
-    static CK_TARGET void CK_NAME(sums_##format)(const uint8_t *p, int64_t stride, const ck_q8_block *xb,                    \
-                                                 const int32_t *xsum, int64_t nb, int64_t count, float *y, int64_t y_stride) { \
+/// four at a time, with prefill's arithmetic. `xsum` holds Σ qs of each activation half-block.
+#define CK_SUMS_KERNEL(name, body)                                                                                          \
+    static CK_TARGET void CK_NAME(sums_##name)(const uint8_t *p, int64_t stride, const ck_q8_block *xb,                      \
+                                               const int32_t *xsum, int64_t nb, int64_t count, float *y, int64_t y_stride) { \
         (void)xsum;                                                                                                         \
         for (int64_t v = 0; v < count; v += 4) {                                                                            \
             const ck_q8_block *x = xb + v * nb;                                                                             \
+            const int32_t *xs = xsum + 2 * v * nb;                                                                          \
+            float *out = y + v * y_stride;                                                                                  \
+            (void)xs;                                                                                                       \
             switch (count - v) {                                                                                            \
-            case 1: CK_SUMS_BODY(type, block_bytes, offset, 1); break;                                                      \
-            case 2: CK_SUMS_BODY(type, block_bytes, offset, 2); break;                                                      \
-            case 3: CK_SUMS_BODY(type, block_bytes, offset, 3); break;                                                      \
-            default: CK_SUMS_BODY(type, block_bytes, offset, 4); break;                                                     \
+            case 1: body(1); break;                                                                                         \
+            case 2: body(2); break;                                                                                         \
+            case 3: body(3); break;                                                                                         \
+            default: body(4); break;                                                                                        \
             }                                                                                                               \
         }                                                                                                                   \
     }
-CK_SUMS_KERNEL(q8_0, CK_Q8_0, 34, 128)
-CK_SUMS_KERNEL(q5_0, CK_Q5_0, 22, 16)
-CK_SUMS_KERNEL(q4_0, CK_Q4_0, 18, 8)
+#if CK_VARIANT_AVX512
+#define CK_SUMS_ROWS 16
+#define CK_Q8_0_BODY(n) CK_NAME(rows16_body)(CK_Q8_0, 34, 128, p, stride, x, xs, nb, n, out, y_stride)
+#define CK_Q5_0_BODY(n) CK_NAME(rows16_body)(CK_Q5_0, 22, 16, p, stride, x, xs, nb, n, out, y_stride)
+#define CK_Q4_0_BODY(n) CK_NAME(rows16_body)(CK_Q4_0, 18, 8, p, stride, x, xs, nb, n, out, y_stride)
+#define CK_Q4_K_BODY(n) CK_NAME(rows16_q4_k_body)(p, stride, x, nb, n, out, y_stride)
+#define CK_Q6_K_BODY(n) CK_NAME(rows16_q6_k_body)(p, stride, x, xs, nb, n, out, y_stride)
+#else
+#define CK_SUMS_ROWS 4
+#define CK_Q8_0_BODY(n) CK_NAME(rows4_body)(CK_Q8_0, 34, p, stride, x, nb, n, out, y_stride)
+#define CK_Q5_0_BODY(n) CK_NAME(rows4_body)(CK_Q5_0, 22, p, stride, x, nb, n, out, y_stride)
+#define CK_Q4_0_BODY(n) CK_NAME(rows4_body)(CK_Q4_0, 18, p, stride, x, nb, n, out, y_stride)
+#define CK_Q4_K_BODY(n) CK_NAME(rows4_q4_k_body)(p, stride, x, nb, n, out, y_stride)
+#define CK_Q6_K_BODY(n) CK_NAME(rows4_q6_k_body)(p, stride, x, nb, n, out, y_stride)
+#endif
+CK_SUMS_KERNEL(q8_0, CK_Q8_0_BODY)
+CK_SUMS_KERNEL(q5_0, CK_Q5_0_BODY)
+CK_SUMS_KERNEL(q4_0, CK_Q4_0_BODY)
+CK_SUMS_KERNEL(q4_k, CK_Q4_K_BODY)
+CK_SUMS_KERNEL(q6_k, CK_Q6_K_BODY)
+#undef CK_Q4_K_BODY
+#undef CK_Q6_K_BODY
+#undef CK_Q8_0_BODY
+#undef CK_Q5_0_BODY
+#undef CK_Q4_0_BODY
 #undef CK_SUMS_KERNEL
-#undef CK_SUMS_BODY
 #endif
 
 CK_DOTN_DISPATCH(q4_k)
@@ -871,6 +1114,8 @@ static CK_TARGET void (*CK_NAME(sums_kernel)(int type, int *rows))(const uint8_t
     case CK_Q8_0: return CK_NAME(sums_q8_0);
     case CK_Q5_0: return CK_NAME(sums_q5_0);
     case CK_Q4_0: return CK_NAME(sums_q4_0);
+    case CK_Q4_K: return CK_NAME(sums_q4_k);
+    case CK_Q6_K: return CK_NAME(sums_q6_k);
     default: return NULL;
     }
 #else
