@@ -7,8 +7,10 @@
 //
 // Quantized products: activations become int8 blocks of 32 (`quantize_q8`, as ggml pairs
 // Q8_0 or Q8_K with each weight format); a weight row is unpacked to int8 values with per-16
-// scales (`unpack_row`) and dotted with each activation vector (`dot_unpacked`), or, for one
-// vector, read in place (`*_direct`).
+// scales (`unpack_row`) and dotted with each activation vector (`dot_unpacked`: the one
+// arithmetic of every quantized product), or read in place by group kernels that compute
+// exactly the same (`rows4_*` on AVX2, `rows16_*` on AVX-512; ckernels.c's tiled kernel for
+// large batches).
 //
 // Block layouts follow ggml's definitions (ggml-common.h); values decode as:
 //   Q8_0  d·q                       q int8
@@ -346,14 +348,7 @@ static CK_TARGET float CK_NAME(vec_dot)(int type, const void *src, const float *
     }
 }
 
-// MARK: batched int8 products (prefill and decode share them)
-
-/// The AVX kernels' reduction of eight float lanes: (a0+a4) + (a2+a6) and (a1+a5) + (a3+a7),
-/// then their sum.
-static inline float CK_NAME(reduce8_lanes)(const float *a) {
-    float h0 = a[0] + a[4], h1 = a[1] + a[5], h2 = a[2] + a[6], h3 = a[3] + a[7];
-    return (h0 + h2) + (h1 + h3);
-}
+// MARK: int8 products
 
 /// Decodes one stored row into int8 values plus, per 32-element block, two scales (for its
 /// low and high 16 elements; equal except for Q6_K, whose sub-blocks are 16 wide) and the
@@ -439,57 +434,14 @@ static inline CK_TARGET __m256i CK_NAME(unsigned_lane_sums)(__m256i vq, __m256i 
 }
 #endif
 
-/// `y[v · y_stride] = row · x_v` for `count` activation vectors (each `nb` blocks), on a row
-/// prepared by `unpack_row`.
-static CK_TARGET void CK_NAME(dot_unpacked)(const int8_t *q, const float *scales, const float *mins, int has_min,
-                                            int64_t nb, const ck_q8_block *x, int64_t count, float *y, int64_t y_stride) {
-    for (int64_t v = 0; v < count; v++) {
-        const ck_q8_block *xb = x + v * nb;
-        float minimums = 0;
-#if CK_VARIANT_AVX2 || CK_VARIANT_AVX512
-        __m256 acc = _mm256_setzero_ps();
-        for (int64_t b = 0; b < nb; b++) {
-            __m256i sums = CK_NAME(lane_sums)(_mm256_loadu_si256((const __m256i *)(q + 32 * b)),
-                                              _mm256_loadu_si256((const __m256i *)xb[b].qs));
-            // Lanes 0–3 hold the sums of elements 0–15, lanes 4–7 of 16–31.
-            __m256 scale = _mm256_mul_ps(_mm256_set_m128(_mm_set1_ps(scales[2 * b + 1]), _mm_set1_ps(scales[2 * b])),
-                                         _mm256_set1_ps(xb[b].d));
-            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), scale, acc);
-        }
-        if (has_min)
-            for (int64_t b = 0; b < nb; b++) minimums = fmaf(mins[b], xb[b].s, minimums);
-        __m128 half = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
-        half = _mm_add_ps(half, _mm_movehl_ps(half, half));
-        half = _mm_add_ss(half, _mm_movehdup_ps(half));
-        y[v * y_stride] = _mm_cvtss_f32(half) + minimums;
-#else
-        // The AVX kernels' arithmetic lane by lane: eight int32 sums of 4 products, scaled
-        // (lanes 0–3 by lo·d, 4–7 by hi·d), fused-added, then the same reduction order.
-        float acc[8] = {0};
-        for (int64_t b = 0; b < nb; b++) {
-            float lo = scales[2 * b] * xb[b].d, hi = scales[2 * b + 1] * xb[b].d;
-            for (int lane = 0; lane < 8; lane++) {
-                int32_t sum = 0;
-                for (int k = 4 * lane; k < 4 * lane + 4; k++) sum += (int32_t)q[32 * b + k] * (int32_t)xb[b].qs[k];
-                acc[lane] = fmaf((float)sum, lane < 4 ? lo : hi, acc[lane]);
-            }
-        }
-        if (has_min)
-            for (int64_t b = 0; b < nb; b++) minimums = fmaf(mins[b], xb[b].s, minimums);
-        y[v * y_stride] = CK_NAME(reduce8_lanes)(acc) + minimums;
-#endif
-    }
-}
-
-/// Prefill's arithmetic for one unpacked row and `count` vectors, which the batched prefill
-/// kernel (one row per lane, ckernels.c) performs exactly, whatever the batch: per block, the
+/// `y[v · y_stride] = row · x_v` for one unpacked row and `count` vectors: per block, the
 /// exact integer sum of q·xq (of each 16-value half apart with `halves`), converted and
 /// fused-added with (scale · x.d) into one accumulator, then min · x.s fused-added (with
-/// `has_min`), in block order. It is the 32-value formats' arithmetic on every path (decode
-/// too: the group kernels below) and the K-quants' in prefill; the K-quants' decode keeps the
-/// lane-wise chain (`dot_unpacked`), which differs from it only in rounding. This one needs no
-/// per-block float work per 4 values, which is what makes the row-per-lane kernels fast.
-static CK_TARGET void CK_NAME(dot_unpacked_sums)(const int8_t *q, const float *scales, const float *mins, int has_min, int halves,
+/// `has_min`), in block order. Every quantized product performs exactly this, whatever the
+/// kernel, batch, thread count or instruction set, so decode steps, batched decode steps and
+/// prefill agree bit for bit. One integer sum per block (no per-4-value float work) is what
+/// makes the row-per-lane kernels fast.
+static CK_TARGET void CK_NAME(dot_unpacked)(const int8_t *q, const float *scales, const float *mins, int has_min, int halves,
                                                  int64_t nb, const ck_q8_block *x, int64_t count, float *y, int64_t y_stride) {
     for (int64_t v = 0; v < count; v++) {
         const ck_q8_block *xb = x + v * nb;
@@ -520,20 +472,7 @@ static CK_TARGET void CK_NAME(dot_unpacked_sums)(const int8_t *q, const float *s
 }
 
 #if CK_VARIANT_AVX2 || CK_VARIANT_AVX512
-// MARK: decode kernels reading blocks in place
-//
-// The K-quant kernels build a block's 32 int8 values in a register and then perform exactly
-// the operations of `dot_unpacked` (exact lane sums, scale = (lo|hi) × x.d, fused add, same
-// reduction, minimum terms by fmaf in block order), so K-quant decode (one vector or several)
-// agrees bit for bit with `dot_unpacked`. The 32-value formats' group kernels further down
-// perform `dot_unpacked_sums` instead.
-
-static inline CK_TARGET float CK_NAME(reduce8)(__m256 acc) {
-    __m128 half = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
-    half = _mm_add_ps(half, _mm_movehl_ps(half, half));
-    half = _mm_add_ss(half, _mm_movehdup_ps(half));
-    return _mm_cvtss_f32(half);
-}
+// MARK: block values in registers
 
 /// 0xFF in byte i where bit i of `bits` is set.
 static inline CK_TARGET __m256i CK_NAME(bytes_from_bits)(uint32_t bits) {
@@ -578,95 +517,13 @@ static inline __attribute__((always_inline)) CK_TARGET __m256i CK_NAME(q5_0_sign
     return _mm256_sub_epi8(CK_NAME(q5_0_unsigned_values)(p), _mm256_set1_epi8(16));
 }
 
-static inline __attribute__((always_inline)) CK_TARGET void CK_NAME(dotn_q4_k_body)(const uint8_t *p, const ck_q8_block *xb, int64_t nb, const int64_t count, float *y, int64_t y_stride) {
-    __m256 acc[CK_DIRECT_MULTI_MAX];
-    float minimums[CK_DIRECT_MULTI_MAX];
-    for (int64_t v = 0; v < count; v++) { acc[v] = _mm256_setzero_ps(); minimums[v] = 0; }
-    const __m256i low = _mm256_set1_epi8(0x0F);
-    for (int64_t s = 0; s < nb / 8; s++, p += 144) {
-        float d = ck_half(p), dmin = ck_half(p + 2);
-        uint8_t sc[8], m[8];
-        ck_kquant_scales_mins(p + 4, sc, m);
-        for (int j = 0; j < 8; j++) {
-            __m256i packed = _mm256_loadu_si256((const __m256i *)(p + 16 + 32 * (j / 2)));
-            __m256i vq = (j & 1) ? _mm256_and_si256(_mm256_srli_epi16(packed, 4), low) : _mm256_and_si256(packed, low);
-            float scale_value = d * (float)sc[j], min_value = -dmin * (float)m[j];
-            __m256 row_scale = _mm256_set_m128(_mm_set1_ps(scale_value), _mm_set1_ps(scale_value));
-            for (int64_t v = 0; v < count; v++) {
-                const ck_q8_block *x = xb + v * nb + 8 * s + j;
-                __m256i sums = CK_NAME(unsigned_lane_sums)(vq, _mm256_loadu_si256((const __m256i *)x->qs));
-                acc[v] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), _mm256_mul_ps(row_scale, _mm256_set1_ps(x->d)), acc[v]);
-                minimums[v] = fmaf(min_value, x->s, minimums[v]);
-            }
-        }
-    }
-    for (int64_t v = 0; v < count; v++) y[v * y_stride] = CK_NAME(reduce8)(acc[v]) + minimums[v];
-}
-
-static inline __attribute__((always_inline)) CK_TARGET void CK_NAME(dotn_q6_k_body)(const uint8_t *p, const ck_q8_block *xb, int64_t nb, const int64_t count, float *y, int64_t y_stride) {
-    __m256 acc[CK_DIRECT_MULTI_MAX];
-    for (int64_t v = 0; v < count; v++) acc[v] = _mm256_setzero_ps();
-    const __m256i low = _mm256_set1_epi8(0x0F), three = _mm256_set1_epi8(3);
-    for (int64_t s = 0; s < nb / 8; s++, p += 210) {
-        float d = ck_half(p + 208);
-        const int8_t *scales = (const int8_t *)(p + 192);
-        for (int jb = 0; jb < 8; jb++) {
-            int h = jb / 4, quarter = jb % 4;
-            __m256i ql = _mm256_loadu_si256((const __m256i *)(p + 64 * h + 32 * (quarter & 1)));
-            __m256i qh = _mm256_loadu_si256((const __m256i *)(p + 128 + 32 * h));
-            __m256i nibble = (quarter >> 1) ? _mm256_and_si256(_mm256_srli_epi16(ql, 4), low) : _mm256_and_si256(ql, low);
-            __m256i top = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * quarter), three), 4);
-            __m256i vq = _mm256_sub_epi8(_mm256_or_si256(nibble, top), _mm256_set1_epi8(32));
-            float lo = d * (float)scales[2 * jb], hi = d * (float)scales[2 * jb + 1];
-            __m256 row_scale = _mm256_set_m128(_mm_set1_ps(hi), _mm_set1_ps(lo));
-            for (int64_t v = 0; v < count; v++) {
-                const ck_q8_block *x = xb + v * nb + 8 * s + jb;
-                __m256i sums = CK_NAME(lane_sums)(vq, _mm256_loadu_si256((const __m256i *)x->qs));
-                acc[v] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), _mm256_mul_ps(row_scale, _mm256_set1_ps(x->d)), acc[v]);
-            }
-        }
-    }
-    for (int64_t v = 0; v < count; v++) y[v * y_stride] = CK_NAME(reduce8)(acc[v]) + 0.0f;
-}
-
-/// One row: the multi-vector kernels below with a single vector (the same operations).
-static CK_TARGET float CK_NAME(dot_q4_k_direct)(const uint8_t *p, const ck_q8_block *xb, int64_t nb) {
-    float y;
-    CK_NAME(dotn_q4_k_body)(p, xb, nb, 1, &y, 1);
-    return y;
-}
-
-static CK_TARGET float CK_NAME(dot_q6_k_direct)(const uint8_t *p, const ck_q8_block *xb, int64_t nb) {
-    float y;
-    CK_NAME(dotn_q6_k_body)(p, xb, nb, 1, &y, 1);
-    return y;
-}
-
-// MARK: one K-quant row, a few vectors (batched decode)
-//
-// Several sessions' decode steps share one read of each weight row: the block is decoded once
-// and dotted with every vector, each (row, vector) pair through exactly the single-row
-// kernel's operations (bit-identical to decoding each session alone).
-
-/// Constant vector counts let the compiler keep every accumulator in a register.
-#define CK_DOTN_DISPATCH(format)                                                                                            \
-    static CK_TARGET void CK_NAME(dotn_##format##_direct)(const uint8_t *p, const ck_q8_block *xb, int64_t nb, int64_t count, \
-                                                          float *y, int64_t y_stride) {                                     \
-        switch (count) {                                                                                                    \
-        case 2: CK_NAME(dotn_##format##_body)(p, xb, nb, 2, y, y_stride); break;                                            \
-        case 3: CK_NAME(dotn_##format##_body)(p, xb, nb, 3, y, y_stride); break;                                            \
-        case 4: CK_NAME(dotn_##format##_body)(p, xb, nb, 4, y, y_stride); break;                                            \
-        default: CK_NAME(dotn_##format##_body)(p, xb, nb, count, y, y_stride); break;                                       \
-        }                                                                                                                   \
-    }
-
 #if CK_VARIANT_AVX2
-// MARK: four rows, block sums (32-value formats, decode on AVX2)
+// MARK: four rows, block sums (AVX2)
 //
 // Without vpdpbusd the transpose of the sixteen-row kernel does not pay: each row's block
 // gives eight lane sums (sign trick, as `lane_sums`), and the lane sums of four rows are added
 // horizontally into their four exact block sums, then converted and fused-added with d · x.d
-// as four lanes of one register — prefill's arithmetic (`dot_unpacked_sums`).
+// as four lanes of one register — `dot_unpacked`'s arithmetic.
 
 /// A block's 32 values, signed.
 static inline __attribute__((always_inline)) CK_TARGET __m256i CK_NAME(block_signed_values)(int type, const uint8_t *block) {
@@ -803,11 +660,11 @@ static inline __attribute__((always_inline)) CK_TARGET void CK_NAME(rows4_q6_k_b
 #endif
 
 #if CK_VARIANT_AVX512
-// MARK: sixteen rows per register (decode)
+// MARK: sixteen rows per register (AVX-512)
 //
-// Decode reads Q4_0/Q5_0/Q8_0/Q4_K/Q6_K in place with prefill's arithmetic
-// (`dot_unpacked_sums`: one exact integer sum per block or half-block, converted once and
-// fused-added with scale · x.d, then the minimum term): sixteen rows' bytes are transposed in
+// Q4_0/Q5_0/Q8_0/Q4_K/Q6_K rows are read in place with `dot_unpacked`'s arithmetic (one
+// exact integer sum per block or half-block, converted once and fused-added with
+// scale · x.d, then the minimum term): sixteen rows' bytes are transposed in
 // registers so that each int32 lane holds one row, and four activation bytes broadcast per
 // vpdpbusd add into all sixteen rows. The transpose is shared by every vector, and per vector
 // a block costs eight vpdpbusd and a few float operations for sixteen rows — what lets batched
@@ -1043,7 +900,8 @@ static inline __attribute__((always_inline)) CK_TARGET void CK_NAME(rows16_q6_k_
 
 #if CK_VARIANT_AVX2 || CK_VARIANT_AVX512
 /// A group of rows (`CK_SUMS_ROWS`: sixteen on AVX-512, four on AVX2) × any number of vectors,
-/// four at a time, with prefill's arithmetic. `xsum` holds Σ qs of each activation half-block.
+/// four at a time, with `dot_unpacked`'s arithmetic. `xsum` holds Σ qs of each activation
+/// half-block.
 #define CK_SUMS_KERNEL(name, body)                                                                                          \
     static CK_TARGET void CK_NAME(sums_##name)(const uint8_t *p, int64_t stride, const ck_q8_block *xb,                      \
                                                const int32_t *xsum, int64_t nb, int64_t count, float *y, int64_t y_stride) { \
@@ -1089,24 +947,10 @@ CK_SUMS_KERNEL(q6_k, CK_Q6_K_BODY)
 #undef CK_SUMS_KERNEL
 #endif
 
-CK_DOTN_DISPATCH(q4_k)
-CK_DOTN_DISPATCH(q6_k)
-#undef CK_DOTN_DISPATCH
 #endif
-
-/// A kernel for one row of `type` and up to `CK_DIRECT_MULTI_MAX` vectors, or NULL.
-static CK_TARGET void (*CK_NAME(directn_kernel)(int type))(const uint8_t *, const ck_q8_block *, int64_t, int64_t, float *, int64_t) {
-    switch (type) {
-#if CK_VARIANT_AVX2 || CK_VARIANT_AVX512
-    case CK_Q4_K: return CK_NAME(dotn_q4_k_direct);
-    case CK_Q6_K: return CK_NAME(dotn_q6_k_direct);
-#endif
-    default: (void)type; return NULL;
-    }
-}
 
 /// The block-sum kernel of `type` for a group of `*rows` rows and any number of vectors
-/// (decode of the 32-value formats, read in place), or NULL.
+/// (read in place), or NULL.
 static CK_TARGET void (*CK_NAME(sums_kernel)(int type, int *rows))(const uint8_t *, int64_t, const ck_q8_block *, const int32_t *, int64_t, int64_t, float *, int64_t) {
 #if CK_VARIANT_AVX2 || CK_VARIANT_AVX512
     *rows = CK_SUMS_ROWS;
@@ -1125,18 +969,6 @@ static CK_TARGET void (*CK_NAME(sums_kernel)(int type, int *rows))(const uint8_t
 #endif
 }
 #undef CK_SUMS_ROWS
-
-/// A decode kernel reading one K-quant row of `type` in place, or NULL when the format goes
-/// through unpacking.
-static CK_TARGET float (*CK_NAME(direct_kernel)(int type))(const uint8_t *, const ck_q8_block *, int64_t) {
-    switch (type) {
-#if CK_VARIANT_AVX2 || CK_VARIANT_AVX512
-    case CK_Q4_K: return CK_NAME(dot_q4_k_direct);
-    case CK_Q6_K: return CK_NAME(dot_q6_k_direct);
-#endif
-    default: return NULL;
-    }
-}
 
 // MARK: attention products
 //

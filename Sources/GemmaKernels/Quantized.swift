@@ -84,18 +84,6 @@ public final class KernelContext: @unchecked Sendable {
     }
 }
 
-/// Which arithmetic a product of quantized weights uses. Both quantize activations to int8
-/// blocks and sum integer products exactly. For the 32-value formats (Q4_0…Q8_0) the two paths
-/// are the same arithmetic (bit-identical); for the K-quants they differ in how block results
-/// are rounded into floats (see ckernels.h): one product agrees across the paths to float
-/// rounding, a model's logits (every layer re-quantizes its input) to int8 activation noise.
-public enum ProductPath: Sendable {
-    /// Kernels reading the weights in place: one or a few vectors (decode steps).
-    case decode
-    /// The batched kernel: prompt positions, any count.
-    case prefill
-}
-
 /// A `[rows × columns]` weight matrix in its stored format, rows `rowStride` bytes apart
 /// (the `[out, in]` layout of both GGUF and Hugging Face linear weights).
 ///
@@ -151,12 +139,10 @@ public struct WeightMatrix: @unchecked Sendable {
     }
 
     /// `outputs[m] = x · matrices[m]ᵀ` for `count` rows of `x` and up to four matrices that
-    /// read the same input (q/k/v, gate/up): identical to separate `matmul` calls on the same
-    /// path, with one pass of the thread pool (and on the prefill path, for quantized
-    /// matrices, one quantization of `x`).
+    /// read the same input (q/k/v, gate/up): identical to separate `matmul` calls, with one pass
+    /// of the thread pool (and, for quantized matrices, one quantization of `x`).
     public static func multiplyGroup(_ matrices: [WeightMatrix], _ x: UnsafePointer<Float>, count: Int,
-                                     into outputs: [UnsafeMutablePointer<Float>], path: ProductPath,
-                                     context: KernelContext) {
+                                     into outputs: [UnsafeMutablePointer<Float>], context: KernelContext) {
         precondition(matrices.count == outputs.count && matrices.count <= Int(CK_MATVEC_GROUP_MAX),
                      "one output per matrix, at most \(CK_MATVEC_GROUP_MAX)")
         let specs = matrices.map {
@@ -164,14 +150,11 @@ public struct WeightMatrix: @unchecked Sendable {
                       cols: Int64($0.columns), row_stride: Int64($0.rowStride))
         }
         let pointers: [UnsafeMutablePointer<Float>?] = outputs
-        switch path {
-        case .decode where count == 1 || matrices.allSatisfy(\.isQuantized):
+        if count <= Self.smallBatchLimit || matrices.allSatisfy(\.isQuantized) {
             _ = ck_matmul_group(context.pool, Int32(specs.count), specs, x, Int64(count), pointers)
-        case .prefill where matrices.allSatisfy(\.isQuantized):
-            _ = ck_prefill_group(context.pool, Int32(specs.count), specs, x, Int64(count), pointers)
-        default:
+        } else {
             for (matrix, output) in zip(matrices, outputs) {
-                matrix.matmul(x, count: count, into: output, path: path, context: context)
+                matrix.matmul(x, count: count, into: output, context: context)
             }
         }
     }
@@ -184,21 +167,15 @@ public struct WeightMatrix: @unchecked Sendable {
 
     /// `y[count × rows] = x[count × columns] · Wᵀ` for a batch of row vectors.
     ///
-    /// Quantized formats use the int8 kernels with the arithmetic of `path`: on `.decode` a
-    /// batch gives exactly the results of one `matvec` per vector (sessions decoded together
-    /// equal sessions decoded alone); on `.prefill` each vector's result is independent of the
-    /// batch too (so a prompt prefilled in pieces equals one prefill) through the batched
-    /// kernel. Float formats use sgemm for batches above `smallBatchLimit` (f16/bf16 through
-    /// dequantized tiles in the context's scratch; f32 in place), on either path.
+    /// Quantized formats use the int8 kernels, whose every (row, vector) result is one fixed
+    /// chain of exact integer block sums (ckernels.h): a batch gives exactly one `matvec` per
+    /// vector, so a prompt prefilled at once, in pieces or token by token, and sessions decoded
+    /// alone or together, get the same products; the kernel (in place, or laid out once for
+    /// large batches) is picked by batch size. Float formats use sgemm for batches above
+    /// `smallBatchLimit` (f16/bf16 through dequantized tiles in the context's scratch; f32 in
+    /// place).
     public func matmul(_ x: UnsafePointer<Float>, count: Int, into y: UnsafeMutablePointer<Float>,
-                       path: ProductPath, context: KernelContext) {
-        if isQuantized && path == .prefill {
-            var spec = ck_matrix(type: formatID, weights: base, rows: Int64(rows), cols: Int64(columns),
-                                 row_stride: Int64(rowStride))
-            var output: UnsafeMutablePointer<Float>? = y
-            _ = ck_prefill_group(context.pool, 1, &spec, x, Int64(count), &output)
-            return
-        }
+                       context: KernelContext) {
         if isQuantized || count <= Self.smallBatchLimit {
             _ = ck_matvec_multi(context.pool, formatID, base, Int64(rows), Int64(columns),
                                 Int64(rowStride), x, Int64(count), y)

@@ -22,12 +22,10 @@ import GemmaWeights
 /// whose `bidirectionalGroups` cover each image's positions.
 ///
 /// Numerics: activations are f32; weights stay in their stored format. Quantized weights use
-/// int8 activation blocks as ggml does; prompt positions go through the prefill path and
-/// single-token appends (decode steps, `appendBatch`) through the decode path
-/// (`ProductPath`). Each path gives the same results on any instruction set and whatever the
-/// batching (a prompt cut into pieces, sessions decoded together). The two paths are the same
-/// arithmetic for Q4_0…Q8_0 weights; with K-quant weights (Q4_K_M files) they agree with each
-/// other to the int8 activations' noise, not bit for bit. GGUF models keep K/V in f16 and
+/// int8 activation blocks as ggml does, with one arithmetic per product whatever the batch
+/// (`WeightMatrix.matmul`): a prompt prefilled at once, in pieces or token by token, and
+/// sessions decoded alone or together (`appendBatch`), give the same logits bit for bit, on
+/// any instruction set. GGUF models keep K/V in f16 and
 /// round Q and attention weights to f16 like llama.cpp, safetensors models compute attention
 /// in f32 like transformers. Float weights in batches above four positions go through sgemm.
 ///
@@ -73,20 +71,18 @@ public final class TextModel: @unchecked Sendable {
         try input.validate(hiddenSize: config.hiddenSize)
         let reuse = reusablePrefix(of: input, cache: cache)
         if reuse == 0 { cache.reset() } else { cache.truncate(to: reuse) }
-        return try forward(input.dropping(first: reuse, hiddenSize: config.hiddenSize), cache: cache, allLogits: false,
-                           path: .prefill)
+        return try forward(input.dropping(first: reuse, hiddenSize: config.hiddenSize), cache: cache, allLogits: false)
     }
 
     public func prefill(tokens: [Int32], cache: KVCache) throws -> [Float] {
         try prefill(TextInput(tokens: tokens), cache: cache)
     }
 
-    /// Appends `input` after the cached positions and returns the last position's logits. One
-    /// position is a decode step (`ProductPath.decode`, as `appendBatch`); more are prefilled.
+    /// Appends `input` after the cached positions and returns the last position's logits.
     public func append(_ input: TextInput, cache: KVCache) throws -> [Float] {
         guard input.count > 0 else { throw TextModelError.badInput("empty input") }
         try input.validate(hiddenSize: config.hiddenSize)
-        return try forward(input, cache: cache, allLogits: false, path: input.count == 1 ? .decode : .prefill)
+        return try forward(input, cache: cache, allLogits: false)
     }
 
     public func append(tokens: [Int32], cache: KVCache) throws -> [Float] {
@@ -98,7 +94,7 @@ public final class TextModel: @unchecked Sendable {
     public func appendReturningAllLogits(_ input: TextInput, cache: KVCache) throws -> [Float] {
         guard input.count > 0 else { throw TextModelError.badInput("empty input") }
         try input.validate(hiddenSize: config.hiddenSize)
-        return try forward(input, cache: cache, allLogits: true, path: .prefill)
+        return try forward(input, cache: cache, allLogits: true)
     }
 
     /// Where to cut a long prefill of `input` into pieces of at most `chunk` positions after
@@ -150,7 +146,7 @@ public final class TextModel: @unchecked Sendable {
 
     /// Appends `input` to `cache` in batches; returns the last position's logits, or every
     /// position's when `allLogits`.
-    private func forward(_ input: TextInput, cache: KVCache, allLogits: Bool, path: ProductPath) throws -> [Float] {
+    private func forward(_ input: TextInput, cache: KVCache, allLogits: Bool) throws -> [Float] {
         let needed = cache.count + input.count
         guard needed <= cache.maxContext else {
             throw TextModelError.contextFull(needed: needed, capacity: cache.maxContext)
@@ -175,16 +171,15 @@ public final class TextModel: @unchecked Sendable {
             let groupIDs = batch.map { i in input.bidirectionalGroups.firstIndex { $0.contains(i) } ?? -1 }
             let segments = [Segment(cache: cache, firstPosition: firstPosition, rows: 0..<batch.count, groupIDs: groupIDs)]
             for layer in 0..<config.layerCount {
-                runLayer(layer, hidden: hidden, count: batch.count, segments: segments, path: path)
+                runLayer(layer, hidden: hidden, count: batch.count, segments: segments)
             }
             cache.record(Array(fingerprints[batch]),
                          groups: input.bidirectionalGroups.filter { batch.contains($0.lowerBound) }
                              .map { ($0.lowerBound + firstPosition - start)..<($0.upperBound + firstPosition - start) })
             if allLogits {
-                logits += outputLogits(hidden: hidden, rows: 0..<batch.count, path: path)
+                logits += outputLogits(hidden: hidden, rows: 0..<batch.count)
             } else if end == input.count {
-                // One row: the matvec kernels whatever the path (the logits do not feed the cache).
-                logits = outputLogits(hidden: hidden, rows: (batch.count - 1)..<batch.count, path: .decode)
+                logits = outputLogits(hidden: hidden, rows: (batch.count - 1)..<batch.count)
             }
             start = end
         }
@@ -232,7 +227,7 @@ public final class TextModel: @unchecked Sendable {
     /// then `x += postNorm(mlp(preNorm(x)))`. Each segment's rows attend to their own cache; the
     /// matrix products run over all rows at once (several sessions' decode steps share one pass
     /// over the weights).
-    func runLayer(_ index: Int, hidden x: UnsafeMutablePointer<Float>, count: Int, segments: [Segment], path: ProductPath) {
+    func runLayer(_ index: Int, hidden x: UnsafeMutablePointer<Float>, count: Int, segments: [Segment]) {
         let c = config
         let layer = weights.layers[index]
         let width = c.hiddenSize
@@ -243,7 +238,7 @@ public final class TextModel: @unchecked Sendable {
         normed.baseAddress!.update(from: x, count: count * width)
         rmsNorm(normed, layer.inputNorm)
         let attended = attention(layer: index, weights: layer, input: normed.baseAddress!, count: count,
-                                 segments: segments, path: path)
+                                 segments: segments)
         defer { attended.deallocate() }
         rmsNorm(attended, layer.postAttentionNorm)
         for i in 0..<(count * width) { x[i] += attended[i] }
@@ -255,7 +250,7 @@ public final class TextModel: @unchecked Sendable {
         let up = UnsafeMutableBufferPointer<Float>.allocate(capacity: count * c.intermediateSize)
         defer { gate.deallocate(); up.deallocate() }
         WeightMatrix.multiplyGroup([layer.gate, layer.up], normed.baseAddress!, count: count,
-                                   into: [gate.baseAddress!, up.baseAddress!], path: path, context: kernels)
+                                   into: [gate.baseAddress!, up.baseAddress!], context: kernels)
         // GELU(gate) · up, in row chunks across the pool.
         let intermediate = c.intermediateSize
         kernels.parallelFor(count) { row in
@@ -264,7 +259,7 @@ public final class TextModel: @unchecked Sendable {
         }
         let down = UnsafeMutableBufferPointer<Float>.allocate(capacity: count * width)
         defer { down.deallocate() }
-        multiply(layer.down, gate.baseAddress!, count: count, into: down.baseAddress!, path: path)
+        layer.down.matmul(gate.baseAddress!, count: count, into: down.baseAddress!, context: kernels)
         rmsNorm(down, layer.postFeedForwardNorm)
         for i in 0..<(count * width) { x[i] += down[i] }
     }
@@ -273,7 +268,7 @@ public final class TextModel: @unchecked Sendable {
     /// (`attend`) per-head RMSNorm of q and k, RoPE, query scaling, cache update, masked
     /// softmax attention; then the output projection. Returns a new `count × hidden` buffer.
     private func attention(layer index: Int, weights layer: LayerWeights, input: UnsafeMutablePointer<Float>,
-                           count: Int, segments: [Segment], path: ProductPath) -> UnsafeMutableBufferPointer<Float> {
+                           count: Int, segments: [Segment]) -> UnsafeMutableBufferPointer<Float> {
         let c = config
         let (qDim, kvDim) = (c.queryDim, c.kvDim)
         let queries = UnsafeMutableBufferPointer<Float>.allocate(capacity: count * qDim)
@@ -282,7 +277,7 @@ public final class TextModel: @unchecked Sendable {
         defer { queries.deallocate(); keys.deallocate(); values.deallocate() }
         // The three projections in one pass of the thread pool.
         WeightMatrix.multiplyGroup([layer.query, layer.key, layer.value], input, count: count,
-                                   into: [queries.baseAddress!, keys.baseAddress!, values.baseAddress!], path: path,
+                                   into: [queries.baseAddress!, keys.baseAddress!, values.baseAddress!],
                                    context: kernels)
         let mixed = UnsafeMutableBufferPointer<Float>.allocate(capacity: count * qDim)
         defer { mixed.deallocate() }
@@ -297,7 +292,7 @@ public final class TextModel: @unchecked Sendable {
                    cache: segment.cache)
         }
         let output = UnsafeMutableBufferPointer<Float>.allocate(capacity: count * c.hiddenSize)
-        multiply(layer.output, mixed.baseAddress!, count: count, into: output.baseAddress!, path: path)
+        layer.output.matmul(mixed.baseAddress!, count: count, into: output.baseAddress!, context: kernels)
         return output
     }
 
@@ -375,9 +370,8 @@ public final class TextModel: @unchecked Sendable {
         let groupSize = c.headCount / c.kvHeadCount
         // Every (query, key) product has the arithmetic of one `dot` call and every mix that of
         // `axpy` calls in key order, whether the batch holds one position or many and whether
-        // the blocked kernels (contiguous runs) or per-key calls do it: attention itself gives
-        // the same values in prefill and in decode (the two differ only through the int8
-        // products, `ProductPath`). Work is split over (head, run of 8 queries); each task
+        // the blocked kernels (contiguous runs) or per-key calls do it: attention gives the same
+        // values in prefill and in decode. Work is split over (head, run of 8 queries); each task
         // writes only its own outputs.
         let queryRuns = (count + 7) / 8
         let mixedBase = mixed.baseAddress!, queryBase = queries.baseAddress!
@@ -464,28 +458,18 @@ public final class TextModel: @unchecked Sendable {
     }
 
     /// Final norm, then logits from the output head (the tied embedding) for `rows` of `hidden`.
-    func outputLogits(hidden: UnsafeMutablePointer<Float>, rows: Range<Int>, path: ProductPath) -> [Float] {
+    func outputLogits(hidden: UnsafeMutablePointer<Float>, rows: Range<Int>) -> [Float] {
         let width = config.hiddenSize
         let normed = UnsafeMutableBufferPointer(start: hidden + rows.lowerBound * width, count: rows.count * width)
         rmsNorm(normed, weights.finalNorm)
         // Every element is written by the product: no zero-filling first.
         return [Float](unsafeUninitializedCapacity: rows.count * config.vocabSize) { out, initialized in
-            multiply(weights.outputHead, normed.baseAddress!, count: rows.count, into: out.baseAddress!, path: path)
+            weights.outputHead.matmul(normed.baseAddress!, count: rows.count, into: out.baseAddress!, context: kernels)
             initialized = rows.count * config.vocabSize
         }
     }
 
     // MARK: blocks
-
-    /// `y = x · Wᵀ` for `count` rows on `path`: one decode row goes through the matvec kernels.
-    private func multiply(_ matrix: WeightMatrix, _ x: UnsafePointer<Float>, count: Int, into y: UnsafeMutablePointer<Float>,
-                          path: ProductPath) {
-        if count == 1 && path == .decode {
-            matrix.matvec(x, into: y, context: kernels)
-        } else {
-            matrix.matmul(x, count: count, into: y, path: path, context: kernels)
-        }
-    }
 
     /// RMSNorm of every row (row length = weight length); weights already hold `1 + w`. Many
     /// rows (prefill) are split across the pool.

@@ -18,9 +18,8 @@ extension TextModel {
     /// step's logits (`vocabSize` floats), in order.
     ///
     /// Results equal `append(tokens: [token], cache:)` on each cache separately, bit for bit
-    /// (both are decode steps: `ProductPath.decode`, whose batched products perform the
-    /// per-row kernels' arithmetic). The caches must be
-    /// distinct objects; a full cache throws before any cache changes.
+    /// with quantized weights (float weights go through sgemm above four sessions). The caches
+    /// must be distinct objects; a full cache throws before any cache changes.
     public func appendBatch(_ steps: [DecodeStep]) throws -> [[Float]] {
         guard !steps.isEmpty else { return [] }
         if steps.count == 1 { return [try append(tokens: [steps[0].token], cache: steps[0].cache)] }
@@ -49,12 +48,12 @@ extension TextModel {
             Segment(cache: step.cache, firstPosition: step.cache.count, rows: row..<(row + 1), groupIDs: [-1])
         }
         for layer in 0..<config.layerCount {
-            runLayer(layer, hidden: hidden, count: count, segments: segments, path: .decode)
+            runLayer(layer, hidden: hidden, count: count, segments: segments)
         }
         for step in steps {
             step.cache.record(TextInput(tokens: [step.token]).fingerprints(hiddenSize: width), groups: [])
         }
-        let logits = outputLogits(hidden: hidden, rows: 0..<count, path: .decode)
+        let logits = outputLogits(hidden: hidden, rows: 0..<count)
         let vocabulary = config.vocabSize
         return (0..<count).map { Array(logits[($0 * vocabulary)..<(($0 + 1) * vocabulary)]) }
     }

@@ -40,10 +40,23 @@ private func loadGoldens() throws -> [Golden] {
     }
 }
 
-/// `matrix.matmul` on `path` into a new array.
-private func product(_ matrix: WeightMatrix, _ x: [Float], count: Int, path: ProductPath, context: KernelContext) -> [Float] {
+/// `matrix.matmul` into a new array.
+private func product(_ matrix: WeightMatrix, _ x: [Float], count: Int, context: KernelContext) -> [Float] {
     var y = [Float](repeating: .nan, count: count * matrix.rows)
-    y.withUnsafeMutableBufferPointer { matrix.matmul(x, count: count, into: $0.baseAddress!, path: path, context: context) }
+    y.withUnsafeMutableBufferPointer { matrix.matmul(x, count: count, into: $0.baseAddress!, context: context) }
+    return y
+}
+
+/// One `matvec` per vector of `x`, concatenated.
+private func separateProducts(_ matrix: WeightMatrix, _ x: [Float], count: Int, context: KernelContext) -> [Float] {
+    var y = [Float](repeating: .nan, count: count * matrix.rows)
+    y.withUnsafeMutableBufferPointer { out in
+        x.withUnsafeBufferPointer { input in
+            for v in 0..<count {
+                matrix.matvec(input.baseAddress! + v * matrix.columns, into: out.baseAddress! + v * matrix.rows, context: context)
+            }
+        }
+    }
     return y
 }
 
@@ -130,65 +143,45 @@ final class QuantizedTests: XCTestCase {
     }
 
     /// Batched products agree with the exact f32 product (within int8 activation rounding for
-    /// quantized formats; float formats through sgemm above the small-batch limit). On the
-    /// decode path a quantized batch equals per-vector matvec exactly; on the prefill path each
-    /// vector's result equals that vector prefilled alone, and agrees with decode to float
-    /// rounding.
+    /// quantized formats; float formats through sgemm above the small-batch limit), and a
+    /// quantized batch — small (in-place kernels) or large (the tiled kernel from 32 vectors on
+    /// AVX-512) — equals one matvec per vector exactly.
     func testMatmulAgreesWithMatvecForSmallAndLargeBatches() throws {
         let context = KernelContext(threads: 2)
         for golden in try loadGoldens() {
             try golden.blocks.withUnsafeBytes { bytes in
                 let matrix = try WeightMatrix(format: golden.format, bytes: bytes,
                                               rows: golden.rows, columns: golden.columns)
-                for count in [3, 9] {
+                for count in [3, 9, 40] {
                     let x = randomFloats(count * golden.columns, seed: 7)
-                    for path in [ProductPath.decode, .prefill] {
-                        let batched = product(matrix, x, count: count, path: path, context: context)
-                        if matrix.isQuantized {
-                            for v in 0..<count {
-                                let vector = Array(x[(v * golden.columns)..<((v + 1) * golden.columns)])
-                                var single = [Float](repeating: .nan, count: golden.rows)
-                                if path == .decode {
-                                    single.withUnsafeMutableBufferPointer { matrix.matvec(vector, into: $0.baseAddress!, context: context) }
-                                } else {
-                                    single = product(matrix, vector, count: 1, path: .prefill, context: context)
-                                }
-                                XCTAssertEqual(Array(batched[(v * golden.rows)..<((v + 1) * golden.rows)]), single,
-                                               "\(golden.format) \(path) batch \(count) vector \(v)")
-                            }
-                        }
-                        for v in 0..<count {
-                            for r in 0..<golden.rows {
-                                // Exact reference: f32 values against the unrounded activation.
-                                var sum = 0.0, absSum = 0.0
-                                for c in 0..<golden.columns {
-                                    let p = Double(golden.values[r * golden.columns + c]) * Double(x[v * golden.columns + c])
-                                    sum += p
-                                    absSum += abs(p)
-                                }
-                                // The int8 path rounds activations (≈ 1/254 relative per element).
-                                let tolerance = matrix.isQuantized ? 0.02 * absSum : 1e-5 * absSum
-                                XCTAssertEqual(Double(batched[v * golden.rows + r]), sum, accuracy: tolerance,
-                                               "\(golden.format) \(path) batch \(count) vector \(v) row \(r)")
-                            }
-                        }
+                    let batched = product(matrix, x, count: count, context: context)
+                    if matrix.isQuantized {
+                        XCTAssertEqual(batched, separateProducts(matrix, x, count: count, context: context),
+                                       "\(golden.format) batch \(count)")
                     }
-                    // The two paths share the int8 values and exact integer sums: only float
-                    // rounding separates them.
-                    let decode = product(matrix, x, count: count, path: .decode, context: context)
-                    let prefill = product(matrix, x, count: count, path: .prefill, context: context)
-                    let scale = decode.map(abs).max()!
-                    for i in decode.indices {
-                        XCTAssertEqual(prefill[i], decode[i], accuracy: 1e-5 * scale, "\(golden.format) batch \(count) element \(i)")
+                    for v in 0..<count {
+                        for r in 0..<golden.rows {
+                            // Exact reference: f32 values against the unrounded activation.
+                            var sum = 0.0, absSum = 0.0
+                            for c in 0..<golden.columns {
+                                let p = Double(golden.values[r * golden.columns + c]) * Double(x[v * golden.columns + c])
+                                sum += p
+                                absSum += abs(p)
+                            }
+                            // The int8 path rounds activations (≈ 1/254 relative per element).
+                            let tolerance = matrix.isQuantized ? 0.02 * absSum : 1e-5 * absSum
+                            XCTAssertEqual(Double(batched[v * golden.rows + r]), sum, accuracy: tolerance,
+                                           "\(golden.format) batch \(count) vector \(v) row \(r)")
+                        }
                     }
                 }
             }
         }
     }
 
-    /// The batched kernels take rows in groups (16 for prefill, 4 for batched decode) and
-    /// vectors four at a time: counts that leave partial groups still give each vector's result
-    /// alone (prefill: that vector prefilled alone; decode: its matvec).
+    /// The kernels take rows in groups (16 on AVX-512, 4 on AVX2, the rest unpacked) and
+    /// vectors four at a time (the tiled kernel: 32 and more): counts that leave partial groups
+    /// still give each vector's matvec exactly.
     func testBatchesWithPartialRowAndVectorGroups() throws {
         let context = KernelContext(threads: 2)
         for golden in try loadGoldens() where ck_uses_q8_activations(Int32(golden.format.rawValue)) != 0 {
@@ -198,42 +191,36 @@ final class QuantizedTests: XCTestCase {
                 let blocks = (0..<rows).flatMap { golden.blocks[(($0 % golden.rows) * rowBytes)..<(($0 % golden.rows + 1) * rowBytes)] }
                 try blocks.withUnsafeBytes { bytes in
                     let matrix = try WeightMatrix(format: golden.format, bytes: bytes, rows: rows, columns: golden.columns)
-                    for (count, path) in [(6, ProductPath.prefill), (13, .prefill), (3, .decode), (6, .decode), (11, .decode)] {
+                    for count in [3, 6, 11, 13, 33] {
                         let x = randomFloats(count * golden.columns, seed: 41)
-                        let batched = product(matrix, x, count: count, path: path, context: context)
-                        for v in 0..<count {
-                            let vector = Array(x[(v * golden.columns)..<((v + 1) * golden.columns)])
-                            var single = [Float](repeating: .nan, count: rows)
-                            if path == .decode {
-                                single.withUnsafeMutableBufferPointer { matrix.matvec(vector, into: $0.baseAddress!, context: context) }
-                            } else {
-                                single = product(matrix, vector, count: 1, path: .prefill, context: context)
-                            }
-                            XCTAssertEqual(Array(batched[(v * rows)..<((v + 1) * rows)]), single,
-                                           "\(golden.format) \(path) \(rows) rows, batch \(count) vector \(v)")
-                        }
+                        XCTAssertEqual(product(matrix, x, count: count, context: context),
+                                       separateProducts(matrix, x, count: count, context: context),
+                                       "\(golden.format) \(rows) rows, batch \(count)")
                     }
                 }
             }
         }
     }
 
-    /// The 32-value formats have one arithmetic everywhere (block sums): decode — through the
-    /// AVX-512 sixteen-row kernels, or unpacked — equals prefill bit for bit, on every
-    /// implementation, with row counts that leave partial groups of sixteen and vector counts
-    /// that leave partial groups of four. Every row differs, so a row put in the wrong lane
-    /// shows.
-    func testBlockFormatsDecodeEqualsPrefillOnEveryImplementation() throws {
+    /// Every quantized format has one arithmetic whatever the kernel: one vector, a few (the
+    /// in-place group kernels), many (the tiled kernel) and the unpacked rows left over give
+    /// the same products as one matvec per vector, on every implementation, bit for bit. The
+    /// rows all differ, so a row put in the wrong lane shows.
+    func testEveryQuantizedFormatGivesTheSameProductsWhateverTheKernel() throws {
         let context = KernelContext(threads: 2)
-        for format in [GGMLType.q4_0, .q4_1, .q5_0, .q5_1, .q8_0] {
+        // Each format's f16 fields (scales, minimums) per block, set to small finite values.
+        let halves: [(GGMLType, columns: Int, offsets: [Int])] = [
+            (.q4_0, 96, [0]), (.q4_1, 96, [0, 2]), (.q5_0, 96, [0]), (.q5_1, 96, [0, 2]), (.q8_0, 96, [0]),
+            (.q4_K, 512, [0, 2]), (.q5_K, 512, [0, 2]), (.q6_K, 512, [208]),
+        ]
+        for (format, columns, offsets) in halves {
             let type = Int32(format.rawValue)
-            let columns = 96, blockBytes = Int(ck_block_bytes(type))
-            for rows in [7, 16, 37, 64] {
+            let blockBytes = Int(ck_block_bytes(type))
+            for rows in [7, 16, 37] {
                 var generator = SplitMix64(seed: UInt64(rows) * 31 + UInt64(type))
-                var blocks = (0..<(rows * columns / 32 * blockBytes)).map { _ in UInt8(truncatingIfNeeded: generator.next()) }
-                // Finite f16 scale (and minimum) at the start of every block.
+                var blocks = (0..<(rows * Int(ck_row_bytes(type, Int64(columns))))).map { _ in UInt8(truncatingIfNeeded: generator.next()) }
                 for start in stride(from: 0, to: blocks.count, by: blockBytes) {
-                    for offset in stride(from: 0, to: format == .q4_1 || format == .q5_1 ? 4 : 2, by: 2) {
+                    for offset in offsets {
                         let half = ck_f32_to_fp16(Float(generator.next() % 1000 + 1) * 1e-5)
                         blocks[start + offset] = UInt8(half & 0xFF)
                         blocks[start + offset + 1] = UInt8(half >> 8)
@@ -241,16 +228,16 @@ final class QuantizedTests: XCTestCase {
                 }
                 try blocks.withUnsafeBytes { bytes in
                     let matrix = try WeightMatrix(format: format, bytes: bytes, rows: rows, columns: columns)
-                    for count in [1, 3, 6] {
+                    for count in [1, 3, 6, 33] {
                         let x = randomFloats(count * columns, seed: UInt64(count))
                         var reference: [Float]?
                         for isa in availableISAs {
                             XCTAssertTrue(KernelISA.select(isa))
-                            let decode = product(matrix, x, count: count, path: .decode, context: context)
-                            let prefill = product(matrix, x, count: count, path: .prefill, context: context)
-                            XCTAssertEqual(decode, prefill, "\(format) \(rows) rows, batch \(count) on \(isa)")
-                            if let reference { XCTAssertEqual(decode, reference, "\(format) \(rows) rows, batch \(count) on \(isa)") }
-                            reference = decode
+                            let batched = product(matrix, x, count: count, context: context)
+                            XCTAssertEqual(batched, separateProducts(matrix, x, count: count, context: context),
+                                           "\(format) \(rows) rows, batch \(count) on \(isa)")
+                            if let reference { XCTAssertEqual(batched, reference, "\(format) \(rows) rows, batch \(count) on \(isa)") }
+                            reference = batched
                         }
                     }
                 }
@@ -268,14 +255,14 @@ final class QuantizedTests: XCTestCase {
         for golden in try loadGoldens() where ck_uses_q8_activations(Int32(golden.format.rawValue)) != 0 {
             try golden.blocks.withUnsafeBytes { bytes in
                 let matrix = try WeightMatrix(format: golden.format, bytes: bytes, rows: golden.rows, columns: golden.columns)
-                let x = randomFloats(9 * golden.columns, seed: 21)
-                for (count, path) in [(1, ProductPath.decode), (5, .decode), (9, .decode), (1, .prefill), (9, .prefill)] {
+                let x = randomFloats(40 * golden.columns, seed: 21)
+                for count in [1, 5, 9, 40] {
                     var results: [[Float]] = []
                     for isa in isas {
                         XCTAssertTrue(KernelISA.select(isa))
-                        results.append(product(matrix, x, count: count, path: path, context: context))
+                        results.append(product(matrix, x, count: count, context: context))
                     }
-                    for r in results.dropFirst() { XCTAssertEqual(r, results[0], "\(golden.format) \(path) batch \(count)") }
+                    for r in results.dropFirst() { XCTAssertEqual(r, results[0], "\(golden.format) batch \(count)") }
                 }
             }
         }
@@ -300,9 +287,8 @@ final class QuantizedTests: XCTestCase {
         }
     }
 
-    /// A group of matrices in one pool pass gives exactly what separate products give on the
-    /// same path, for one vector and for a batch (on the prefill path, one shared quantization
-    /// of the input).
+    /// A group of matrices in one pool pass gives exactly what separate products give, for one
+    /// vector and for batches (one shared quantization of the input).
     func testMultiplyGroupEqualsSeparateProducts() throws {
         let context = KernelContext(threads: 2)
         let goldens = try loadGoldens()
@@ -313,17 +299,15 @@ final class QuantizedTests: XCTestCase {
                         try WeightMatrix(format: $0.0.format, bytes: $0.1, rows: $0.0.rows, columns: $0.0.columns)
                     }
                     // Mixed formats, and one format three times (which shares the quantized input).
-                    for (matrices, count) in [(mixed, 1), (mixed, 20), (Array(repeating: mixed[1], count: 3), 20)] {
-                        for path in [ProductPath.decode, .prefill] {
-                            let x = randomFloats(count * matrices[0].columns, seed: 33)
-                            let outputs = matrices.map { UnsafeMutablePointer<Float>.allocate(capacity: count * $0.rows) }
-                            defer { outputs.forEach { $0.deallocate() } }
-                            WeightMatrix.multiplyGroup(matrices, x, count: count, into: outputs, path: path, context: context)
-                            for (matrix, output) in zip(matrices, outputs) {
-                                XCTAssertEqual(Array(UnsafeBufferPointer(start: output, count: count * matrix.rows)),
-                                               product(matrix, x, count: count, path: path, context: context),
-                                               "\(matrix.format) \(path) × \(count)")
-                            }
+                    for (matrices, count) in [(mixed, 1), (mixed, 20), (mixed, 40), (Array(repeating: mixed[1], count: 3), 40)] {
+                        let x = randomFloats(count * matrices[0].columns, seed: 33)
+                        let outputs = matrices.map { UnsafeMutablePointer<Float>.allocate(capacity: count * $0.rows) }
+                        defer { outputs.forEach { $0.deallocate() } }
+                        WeightMatrix.multiplyGroup(matrices, x, count: count, into: outputs, context: context)
+                        for (matrix, output) in zip(matrices, outputs) {
+                            XCTAssertEqual(Array(UnsafeBufferPointer(start: output, count: count * matrix.rows)),
+                                           product(matrix, x, count: count, context: context),
+                                           "\(matrix.format) × \(count)")
                         }
                     }
                 }
@@ -344,7 +328,7 @@ final class QuantizedTests: XCTestCase {
                     if count == 1 {
                         matrix.matvec(x, into: $0.baseAddress!, context: context)
                     } else {
-                        matrix.matmul(x, count: count, into: $0.baseAddress!, path: .prefill, context: context)
+                        matrix.matmul(x, count: count, into: $0.baseAddress!, context: context)
                     }
                 }
                 for v in 0..<count {

@@ -118,15 +118,17 @@ void ck_pool_run(ck_pool *pool, void (*task)(void *context, int64_t index), void
 // MARK: matrix kernels
 
 /// `y[r] = row_r · x` for `rows` rows of `cols` elements, rows `row_stride` bytes apart,
-/// split across the pool. Quantized formats quantize `x` once to q8 blocks.
+/// split across the pool. Quantized formats quantize `x` once to q8 blocks; every quantized
+/// product is the chain of exact integer block sums documented in kernels_body.h
+/// (`dot_unpacked`), so a (row, vector) result depends on that row and vector alone — not on
+/// the batch, the kernel, the thread count or the instruction set.
 /// Returns 0 on an unknown type or `cols` not a whole number of blocks.
 int ck_matvec(ck_pool *pool, int type, const void *weights, int64_t rows, int64_t cols,
               int64_t row_stride, const float *x, float *y);
 
 /// Like `ck_matvec` for `count` input vectors (`x` is count×cols, `y` is count×rows): weight
-/// rows are read in place once per 4 (32-value formats) or 8 (K-quants) vectors and applied to
-/// each; every vector's result equals its own `ck_matvec` exactly (decode of several sessions
-/// at once).
+/// rows are read in place once per 4 vectors (AVX-512: from 32 vectors, laid out once per call
+/// for a tiled kernel); every vector's result equals its own `ck_matvec` exactly.
 int ck_matvec_multi(ck_pool *pool, int type, const void *weights, int64_t rows, int64_t cols,
                     int64_t row_stride, const float *x, int64_t count, float *y);
 
@@ -148,17 +150,6 @@ int ck_matvec_group(ck_pool *pool, int count, const ck_matrix *matrices, const f
 /// identical) for up to `CK_MATVEC_GROUP_MAX` matrices reading the same `x`, in one pool pass.
 int ck_matmul_group(ck_pool *pool, int count, const ck_matrix *matrices, const float *x, int64_t vectors,
                     float *const *y);
-
-/// Prefill's products: `y[m] = x · matrices[m]ᵀ` for `vectors` ≥ 1 input rows and up to
-/// `CK_MATVEC_GROUP_MAX` quantized matrices reading the same `x` (q/k/v, gate/up). Each
-/// (row, vector) result depends on that row and vector alone — not on the batch, the thread
-/// count or the instruction set — and is the chain of exact integer block sums documented in
-/// kernels_body.h (`dot_unpacked_sums`). For the 32-value formats (Q4_0…Q8_0) decode
-/// (`ck_matvec*`) computes exactly this too; for the K-quants decode differs only in float
-/// rounding. With AVX-512 it runs as a batched kernel that keeps one weight row per lane and
-/// shares one quantization of `x`. Returns 0 for float formats or a bad matrix.
-int ck_prefill_group(ck_pool *pool, int count, const ck_matrix *matrices, const float *x, int64_t vectors,
-                     float *const *y);
 
 /// Dequantizes `rows` rows into a dense f32 `rows × cols` matrix, split across the pool.
 int ck_dequantize_rows(ck_pool *pool, int type, const void *weights, int64_t rows,
