@@ -517,6 +517,24 @@ static inline __attribute__((always_inline)) CK_TARGET __m256i CK_NAME(q5_0_sign
     return _mm256_sub_epi8(CK_NAME(q5_0_unsigned_values)(p), _mm256_set1_epi8(16));
 }
 
+#if CK_VARIANT_AVX2 || CK_VARIANT_AVX512
+/// The group kernels below read a group of rows (`group_bytes`, contiguous) as interleaved
+/// streams, which the hardware prefetchers follow poorly, in `steps` steps (blocks or
+/// super-blocks): step i prefetches slice i (`prefetch_slice` bytes) of the next group into L1
+/// and of the group `l2_groups` ahead into L2.
+static inline __attribute__((always_inline)) int64_t CK_NAME(prefetch_slice)(int64_t group_bytes, int64_t steps) {
+    return ((group_bytes + steps - 1) / steps + 63) / 64 * 64;
+}
+
+static inline __attribute__((always_inline)) CK_TARGET void CK_NAME(prefetch_ahead)(const uint8_t *p, int64_t group_bytes, int64_t slice,
+                                                                                  int64_t i, int l2_groups) {
+    for (int64_t line = 0; line < slice; line += 64) {
+        _mm_prefetch((const char *)(p + group_bytes + slice * i + line), _MM_HINT_T0);
+        _mm_prefetch((const char *)(p + l2_groups * group_bytes + slice * i + line), _MM_HINT_T1);
+    }
+}
+#endif
+
 #if CK_VARIANT_AVX2
 // MARK: four rows, block sums (AVX2)
 //
@@ -544,25 +562,17 @@ static inline __attribute__((always_inline)) CK_TARGET __m128i CK_NAME(block_sum
     return _mm_add_epi32(_mm256_castsi256_si128(halves), _mm256_extracti128_si256(halves, 1));
 }
 
-/// Prefetches slice `i` of the next four rows into L1 and of the rows 20 ahead into L2.
-static inline __attribute__((always_inline)) CK_TARGET void CK_NAME(prefetch_rows4)(const uint8_t *p, int64_t group_bytes, int64_t slice, int64_t i) {
-    for (int64_t line = 0; line < slice; line += 64) {
-        _mm_prefetch((const char *)(p + group_bytes + slice * i + line), _MM_HINT_T0);
-        _mm_prefetch((const char *)(p + 5 * group_bytes + slice * i + line), _MM_HINT_T1);
-    }
-}
-
 /// Four rows (`stride` bytes apart) of a 32-value format × `vectors` (1–4):
 /// `y[v · y_stride + r]` = row r · x_v.
 static inline __attribute__((always_inline)) CK_TARGET void CK_NAME(rows4_body)(
     const int type, const int block_bytes, const uint8_t *p, int64_t stride, const ck_q8_block *xb, int64_t nb,
     const int vectors, float *y, int64_t y_stride) {
-    const int64_t group_bytes = 4 * stride, slice = ((group_bytes + nb - 1) / nb + 63) / 64 * 64;
+    const int64_t group_bytes = 4 * stride, slice = CK_NAME(prefetch_slice)(group_bytes, nb);
     __m128 acc[4];
     for (int v = 0; v < 4; v++) acc[v] = _mm_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *block = p + block_bytes * b;
-        CK_NAME(prefetch_rows4)(p, group_bytes, slice, b);
+        CK_NAME(prefetch_ahead)(p, group_bytes, slice, b, 5);
         __m256i q[4];
         for (int r = 0; r < 4; r++) q[r] = CK_NAME(block_signed_values)(type, block + r * stride);
         __m128 dw = _mm_set_ps(ck_half(block + 3 * stride), ck_half(block + 2 * stride), ck_half(block + stride), ck_half(block));
@@ -580,13 +590,13 @@ static inline __attribute__((always_inline)) CK_TARGET void CK_NAME(rows4_body)(
 /// Four Q4_K rows × `vectors` (1–4), as `rows4_body` (plus each block's minimum term).
 static inline __attribute__((always_inline)) CK_TARGET void CK_NAME(rows4_q4_k_body)(
     const uint8_t *p, int64_t stride, const ck_q8_block *xb, int64_t nb, const int vectors, float *y, int64_t y_stride) {
-    const int64_t supers = nb / 8, group_bytes = 4 * stride, slice = ((group_bytes + supers - 1) / supers + 63) / 64 * 64;
+    const int64_t supers = nb / 8, group_bytes = 4 * stride, slice = CK_NAME(prefetch_slice)(group_bytes, supers);
     const __m256i low = _mm256_set1_epi8(0x0F);
     __m128 acc[4];
     for (int v = 0; v < 4; v++) acc[v] = _mm_setzero_ps();
     for (int64_t s = 0; s < supers; s++) {
         const uint8_t *block = p + 144 * s;
-        CK_NAME(prefetch_rows4)(p, group_bytes, slice, s);
+        CK_NAME(prefetch_ahead)(p, group_bytes, slice, s, 5);
         float d[4], neg_dmin[4];
         uint8_t sc[4][8], m[4][8];
         for (int r = 0; r < 4; r++) {
@@ -620,13 +630,13 @@ static inline __attribute__((always_inline)) CK_TARGET void CK_NAME(rows4_q4_k_b
 /// Four Q6_K rows × `vectors` (1–4): each block's two 16-value halves apart.
 static inline __attribute__((always_inline)) CK_TARGET void CK_NAME(rows4_q6_k_body)(
     const uint8_t *p, int64_t stride, const ck_q8_block *xb, int64_t nb, const int vectors, float *y, int64_t y_stride) {
-    const int64_t supers = nb / 8, group_bytes = 4 * stride, slice = ((group_bytes + supers - 1) / supers + 63) / 64 * 64;
+    const int64_t supers = nb / 8, group_bytes = 4 * stride, slice = CK_NAME(prefetch_slice)(group_bytes, supers);
     const __m256i low = _mm256_set1_epi8(0x0F), three = _mm256_set1_epi8(3);
     __m128 acc[4];
     for (int v = 0; v < 4; v++) acc[v] = _mm_setzero_ps();
     for (int64_t s = 0; s < supers; s++) {
         const uint8_t *block = p + 210 * s;
-        CK_NAME(prefetch_rows4)(p, group_bytes, slice, s);
+        CK_NAME(prefetch_ahead)(p, group_bytes, slice, s, 5);
         float d[4];
         for (int r = 0; r < 4; r++) d[r] = ck_half(block + r * stride + 208);
         for (int jb = 0; jb < 8; jb++) {
@@ -744,16 +754,6 @@ static inline __attribute__((always_inline)) CK_TARGET __m512i CK_NAME(chunk_sum
     return _mm512_add_epi32(even, odd);
 }
 
-/// Prefetches slice `i` (of `slice` bytes) of the next group of rows into L1 and of the one
-/// after into L2: a group's rows are read as sixteen interleaved streams, which the hardware
-/// prefetchers follow poorly.
-static inline __attribute__((always_inline)) CK_TARGET void CK_NAME(prefetch_groups)(const uint8_t *p, int64_t group_bytes, int64_t slice, int64_t i) {
-    for (int64_t line = 0; line < slice; line += 64) {
-        _mm_prefetch((const char *)(p + group_bytes + slice * i + line), _MM_HINT_T0);
-        _mm_prefetch((const char *)(p + 2 * group_bytes + slice * i + line), _MM_HINT_T1);
-    }
-}
-
 /// Sixteen rows (`stride` bytes apart, from `p`) of a 32-value format × `vectors` (1–4):
 /// `y[v · y_stride + r]` = row r · x_v. Values are read unsigned (value + `offset`) and each
 /// sum starts at −offset · Σ x (`xsum`: Σ qs of each half-block, two per block).
@@ -761,12 +761,12 @@ static inline __attribute__((always_inline)) CK_TARGET void CK_NAME(rows16_body)
     const int type, const int block_bytes, const int offset, const uint8_t *p, int64_t stride, const ck_q8_block *xb,
     const int32_t *xsum, int64_t nb, const int vectors, float *y, int64_t y_stride) {
     const __m512i offsets = CK_NAME(row_offsets16)(stride);
-    const int64_t group_bytes = 16 * stride, slice = ((group_bytes + nb - 1) / nb + 63) / 64 * 64;
+    const int64_t group_bytes = 16 * stride, slice = CK_NAME(prefetch_slice)(group_bytes, nb);
     __m512 acc[4];
     for (int v = 0; v < 4; v++) acc[v] = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *block = p + block_bytes * b;
-        CK_NAME(prefetch_groups)(p, group_bytes, slice, b);
+        CK_NAME(prefetch_ahead)(p, group_bytes, slice, b, 2);
         __m512i chunk[8];
         if (type == CK_Q8_0) {
             CK_NAME(transpose16x32)(block + 2, stride, chunk);
@@ -806,12 +806,12 @@ static inline __attribute__((always_inline)) CK_TARGET void CK_NAME(rows16_q4_k_
     const uint8_t *p, int64_t stride, const ck_q8_block *xb, int64_t nb, const int vectors, float *y, int64_t y_stride) {
     const __m512i offsets = CK_NAME(row_offsets16)(stride), low = _mm512_set1_epi8(0x0F);
     const __m512i six = _mm512_set1_epi32(63), four = _mm512_set1_epi32(0x0F), two = _mm512_set1_epi32(3);
-    const int64_t supers = nb / 8, group_bytes = 16 * stride, slice = ((group_bytes + supers - 1) / supers + 63) / 64 * 64;
+    const int64_t supers = nb / 8, group_bytes = 16 * stride, slice = CK_NAME(prefetch_slice)(group_bytes, supers);
     __m512 acc[4];
     for (int v = 0; v < 4; v++) acc[v] = _mm512_setzero_ps();
     for (int64_t s = 0; s < supers; s++) {
         const uint8_t *block = p + 144 * s;
-        CK_NAME(prefetch_groups)(p, group_bytes, slice, s);
+        CK_NAME(prefetch_ahead)(p, group_bytes, slice, s, 2);
         __m512 d = CK_NAME(gather_halves16)(block, offsets, 0), neg_dmin = CK_NAME(negate16)(CK_NAME(gather_halves16)(block, offsets, 1));
         __m512i w0 = _mm512_i32gather_epi32(offsets, (const void *)(block + 4), 1);
         __m512i w1 = _mm512_i32gather_epi32(offsets, (const void *)(block + 8), 1);
@@ -855,12 +855,12 @@ static inline __attribute__((always_inline)) CK_TARGET void CK_NAME(rows16_q6_k_
     const uint8_t *p, int64_t stride, const ck_q8_block *xb, const int32_t *xsum, int64_t nb, const int vectors, float *y,
     int64_t y_stride) {
     const __m512i offsets = CK_NAME(row_offsets16)(stride), low = _mm512_set1_epi8(0x0F), three = _mm512_set1_epi8(3);
-    const int64_t supers = nb / 8, group_bytes = 16 * stride, slice = ((group_bytes + supers - 1) / supers + 63) / 64 * 64;
+    const int64_t supers = nb / 8, group_bytes = 16 * stride, slice = CK_NAME(prefetch_slice)(group_bytes, supers);
     __m512 acc[4];
     for (int v = 0; v < 4; v++) acc[v] = _mm512_setzero_ps();
     for (int64_t s = 0; s < supers; s++) {
         const uint8_t *block = p + 210 * s;
-        CK_NAME(prefetch_groups)(p, group_bytes, slice, s);
+        CK_NAME(prefetch_ahead)(p, group_bytes, slice, s, 2);
         __m512 d = CK_NAME(gather_halves16)(block + 206, offsets, 1);  // bytes 208–209, read from inside the block
         __m512i scales[4];
         for (int k = 0; k < 4; k++) scales[k] = _mm512_i32gather_epi32(offsets, (const void *)(block + 192 + 4 * k), 1);
