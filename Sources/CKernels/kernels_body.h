@@ -974,9 +974,10 @@ static CK_TARGET void (*CK_NAME(sums_kernel)(int type, int *rows))(const uint8_t
 //
 // `attention_scores` and `attention_mix` give, for every (query, key) pair, exactly what
 // `dot_f32` and a run of `axpy_f32` calls give (sixteen fused-multiply-add lanes summed in lane
-// order; fused adds in key order), so prefill through them agrees bit for bit with decoding
-// through the per-key calls. The AVX-512 variant computes 4×4 blocks of pairs with the lane
-// sums transposed into registers; the others make the per-pair calls.
+// order; fused adds in key order), and their `_f16` forms (f16 rows read in place, given by
+// pointer) what `dot_f32_f16` and `axpy_f16` give, so prefill and decode agree bit for bit.
+// The AVX-512 variant computes 4×4 blocks of pairs with the lane sums transposed into
+// registers; the others make the per-pair calls.
 
 #if CK_VARIANT_AVX512
 /// Lane sums of sixteen accumulators in lane order: result lane p = ((0 + a[p][0]) + a[p][1]) +
@@ -1012,8 +1013,33 @@ static inline __attribute__((always_inline)) CK_TARGET __m512 CK_NAME(lane_sums1
 }
 #endif
 
-static CK_TARGET void CK_NAME(attention_scores)(const float *q, int64_t queries, int64_t q_stride, const float *k,
-                                                int64_t keys, int64_t k_stride, int64_t n, float *scores, int64_t s_stride) {
+/// Key or value row j: f32 rows `stride` floats apart from `f32`, or the f16 row `f16[j]` (an
+/// f16 cache read in place; widening is exact).
+typedef struct {
+    const float *f32;
+    int64_t stride;
+    const uint16_t *const *f16;
+} CK_NAME(attention_rows);
+
+#if CK_VARIANT_AVX512
+static inline __attribute__((always_inline)) CK_TARGET __m512 CK_NAME(row16)(const CK_NAME(attention_rows) *rows, int64_t j, int64_t i) {
+    if (rows->f16) return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(rows->f16[j] + i)));
+    return _mm512_loadu_ps(rows->f32 + j * rows->stride + i);
+}
+#endif
+
+static inline __attribute__((always_inline)) CK_TARGET float CK_NAME(row_dot)(const float *q, const CK_NAME(attention_rows) *rows, int64_t j, int64_t n) {
+    return rows->f16 ? CK_NAME(dot_f32_f16)(q, rows->f16[j], n) : CK_NAME(dot_f32)(q, rows->f32 + j * rows->stride, n);
+}
+
+static inline __attribute__((always_inline)) CK_TARGET void CK_NAME(row_axpy)(float w, const CK_NAME(attention_rows) *rows, int64_t j, float *out, int64_t n) {
+    if (rows->f16) CK_NAME(axpy_f16)(w, rows->f16[j], out, n);
+    else CK_NAME(axpy_f32)(w, rows->f32 + j * rows->stride, out, n);
+}
+
+static inline __attribute__((always_inline)) CK_TARGET void CK_NAME(attention_scores_body)(
+    const float *q, int64_t queries, int64_t q_stride, const CK_NAME(attention_rows) *k, int64_t keys, int64_t n, float *scores,
+    int64_t s_stride) {
     int64_t t0 = 0;
 #if CK_VARIANT_AVX512
     if (n % 16 == 0) {
@@ -1025,7 +1051,7 @@ static CK_TARGET void CK_NAME(attention_scores)(const float *q, int64_t queries,
                 for (int64_t i = 0; i < n; i += 16) {
                     __m512 qv[4], kv[4];
                     for (int t = 0; t < 4; t++) qv[t] = _mm512_loadu_ps(q + (t0 + t) * q_stride + i);
-                    for (int j = 0; j < 4; j++) kv[j] = _mm512_loadu_ps(k + (j0 + j) * k_stride + i);
+                    for (int j = 0; j < 4; j++) kv[j] = CK_NAME(row16)(k, j0 + j, i);
                     for (int t = 0; t < 4; t++)
                         for (int j = 0; j < 4; j++) acc[4 * t + j] = _mm512_fmadd_ps(qv[t], kv[j], acc[4 * t + j]);
                 }
@@ -1035,18 +1061,17 @@ static CK_TARGET void CK_NAME(attention_scores)(const float *q, int64_t queries,
                     for (int j = 0; j < 4; j++) scores[(t0 + t) * s_stride + j0 + j] = sums[4 * t + j];
             }
             for (; j0 < keys; j0++)
-                for (int t = 0; t < 4; t++)
-                    scores[(t0 + t) * s_stride + j0] = CK_NAME(dot_f32)(q + (t0 + t) * q_stride, k + j0 * k_stride, n);
+                for (int t = 0; t < 4; t++) scores[(t0 + t) * s_stride + j0] = CK_NAME(row_dot)(q + (t0 + t) * q_stride, k, j0, n);
         }
     }
 #endif
     for (; t0 < queries; t0++)
-        for (int64_t j = 0; j < keys; j++)
-            scores[t0 * s_stride + j] = CK_NAME(dot_f32)(q + t0 * q_stride, k + j * k_stride, n);
+        for (int64_t j = 0; j < keys; j++) scores[t0 * s_stride + j] = CK_NAME(row_dot)(q + t0 * q_stride, k, j, n);
 }
 
-static CK_TARGET void CK_NAME(attention_mix)(const float *s, int64_t queries, int64_t s_stride, const float *v,
-                                             int64_t keys, int64_t v_stride, int64_t n, float *out, int64_t o_stride) {
+static inline __attribute__((always_inline)) CK_TARGET void CK_NAME(attention_mix_body)(
+    const float *s, int64_t queries, int64_t s_stride, const CK_NAME(attention_rows) *v, int64_t keys, int64_t n, float *out,
+    int64_t o_stride) {
     int64_t t0 = 0;
 #if CK_VARIANT_AVX512
     // fma(0, x, y) = y for finite x and y ≠ −0 (never produced here), so pairs a per-key
@@ -1059,7 +1084,7 @@ static CK_TARGET void CK_NAME(attention_mix)(const float *s, int64_t queries, in
                     for (int c = 0; c < 4; c++) acc[t][c] = _mm512_setzero_ps();
                 for (int64_t j = 0; j < keys; j++) {
                     __m512 vv[4];
-                    for (int c = 0; c < 4; c++) vv[c] = _mm512_loadu_ps(v + j * v_stride + i + 16 * c);
+                    for (int c = 0; c < 4; c++) vv[c] = CK_NAME(row16)(v, j, i + 16 * c);
                     for (int t = 0; t < 4; t++) {
                         __m512 w = _mm512_set1_ps(s[(t0 + t) * s_stride + j]);
                         for (int c = 0; c < 4; c++) acc[t][c] = _mm512_fmadd_ps(w, vv[c], acc[t][c]);
@@ -1076,9 +1101,33 @@ static CK_TARGET void CK_NAME(attention_mix)(const float *s, int64_t queries, in
         for (int64_t i = 0; i < n; i++) o[i] = 0;
         for (int64_t j = 0; j < keys; j++) {
             float w = s[t0 * s_stride + j];
-            if (w != 0) CK_NAME(axpy_f32)(w, v + j * v_stride, o, n);
+            if (w != 0) CK_NAME(row_axpy)(w, v, j, o, n);
         }
     }
+}
+
+static CK_TARGET void CK_NAME(attention_scores)(const float *q, int64_t queries, int64_t q_stride, const float *k,
+                                                int64_t keys, int64_t k_stride, int64_t n, float *scores, int64_t s_stride) {
+    CK_NAME(attention_rows) rows = {k, k_stride, NULL};
+    CK_NAME(attention_scores_body)(q, queries, q_stride, &rows, keys, n, scores, s_stride);
+}
+
+static CK_TARGET void CK_NAME(attention_mix)(const float *s, int64_t queries, int64_t s_stride, const float *v,
+                                             int64_t keys, int64_t v_stride, int64_t n, float *out, int64_t o_stride) {
+    CK_NAME(attention_rows) rows = {v, v_stride, NULL};
+    CK_NAME(attention_mix_body)(s, queries, s_stride, &rows, keys, n, out, o_stride);
+}
+
+static CK_TARGET void CK_NAME(attention_scores_f16)(const float *q, int64_t queries, int64_t q_stride, const uint16_t *const *k,
+                                                    int64_t keys, int64_t n, float *scores, int64_t s_stride) {
+    CK_NAME(attention_rows) rows = {NULL, 0, k};
+    CK_NAME(attention_scores_body)(q, queries, q_stride, &rows, keys, n, scores, s_stride);
+}
+
+static CK_TARGET void CK_NAME(attention_mix_f16)(const float *s, int64_t queries, int64_t s_stride, const uint16_t *const *v,
+                                                 int64_t keys, int64_t n, float *out, int64_t o_stride) {
+    CK_NAME(attention_rows) rows = {NULL, 0, v};
+    CK_NAME(attention_mix_body)(s, queries, s_stride, &rows, keys, n, out, o_stride);
 }
 
 /// gate[i] ← GELU(gate[i]) · up[i] as llama.cpp's CPU backend computes it: 0 at or below −10,

@@ -269,6 +269,26 @@ public enum VectorOps {
         ck_attention_mix(weights, Int64(queries), Int64(weightStride), v, Int64(keys), Int64(valueStride),
                          Int64(count), out, Int64(outStride))
     }
+
+    /// `attentionScores` over f16 key rows given by pointer (an f16 cache's slots in place):
+    /// bit for bit what `dot(_:half:count:)` per pair gives.
+    public static func attentionScores(
+        _ q: UnsafePointer<Float>, queries: Int, queryStride: Int,
+        halfRows k: UnsafePointer<UnsafePointer<UInt16>?>, keys: Int, count: Int,
+        into scores: UnsafeMutablePointer<Float>, scoreStride: Int
+    ) {
+        ck_attention_scores_f16(q, Int64(queries), Int64(queryStride), k, Int64(keys), Int64(count), scores, Int64(scoreStride))
+    }
+
+    /// `attentionMix` over f16 value rows given by pointer: bit for bit what zeroing `out_t`
+    /// and calling `axpy(_:half:_:count:)` per nonzero weight in key order gives.
+    public static func attentionMix(
+        _ weights: UnsafePointer<Float>, queries: Int, weightStride: Int,
+        halfRows v: UnsafePointer<UnsafePointer<UInt16>?>, keys: Int, count: Int,
+        into out: UnsafeMutablePointer<Float>, outStride: Int
+    ) {
+        ck_attention_mix_f16(weights, Int64(queries), Int64(weightStride), v, Int64(keys), Int64(count), out, Int64(outStride))
+    }
 }
 
 /// Half-precision conversions (IEEE binary16 and bfloat16).

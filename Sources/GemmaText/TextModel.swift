@@ -448,13 +448,66 @@ public final class TextModel: @unchecked Sendable {
                 }
             }
         }
+        let parallel = count * keyCount * c.headCount >= 2_048
+        if keyRun == nil && cache.elementBytes == 2 {
+            attendDecodeHalf(layer: index, queries: queryBase, mixed: mixedBase, slots: slots, cache: cache,
+                             roundWeights: halfPrecision, parallel: parallel)
+            return
+        }
         let tasks = queryRuns * c.headCount
         // Decode splits heads across the pool once the context makes it worth a wake-up.
-        if count * keyCount * c.headCount >= 2_048 {
+        if parallel {
             kernels.parallelFor(tasks, attendTask)
         } else {
             for task in 0..<tasks { attendTask(task) }
         }
+    }
+
+    /// Decode (one position) over an f16 cache: the query heads that share a K/V head go through
+    /// the blocked kernels together, so each key and value row is widened once for all of them;
+    /// scores are split across the pool by keys, the mix by dimensions. Bit for bit the per-key
+    /// `dot`/`axpy` calls (the kernels' contract).
+    private func attendDecodeHalf(layer index: Int, queries: UnsafeMutablePointer<Float>, mixed: UnsafeMutablePointer<Float>,
+                                  slots: [Int], cache: KVCache, roundWeights: Bool, parallel: Bool) {
+        let c = config
+        let (headDim, keyCount) = (c.headDim, slots.count)
+        let groupSize = c.headCount / c.kvHeadCount
+        // Rows of K/V head g for key j: `rows[g * keyCount + j]`.
+        func rows(value: Bool, offset: Int) -> [UnsafePointer<UInt16>?] {
+            (0..<c.kvHeadCount).flatMap { g in slots.map { cache.halfRow(layer: index, slot: $0, value: value)! + g * headDim + offset } }
+        }
+        let keyRows = rows(value: false, offset: 0)
+        let scores = UnsafeMutablePointer<Float>.allocate(capacity: c.headCount * keyCount)
+        defer { scores.deallocate() }
+        let keyChunk = parallel ? max(4, (keyCount + 3) / 4 / 4 * 4) : keyCount
+        let keyTasks = (keyCount + keyChunk - 1) / keyChunk
+        keyRows.withUnsafeBufferPointer { keyRows in
+            let score = { (task: Int) in
+                let g = task / keyTasks, first = (task % keyTasks) * keyChunk
+                VectorOps.attentionScores(queries + g * groupSize * headDim, queries: groupSize, queryStride: headDim,
+                                          halfRows: keyRows.baseAddress! + g * keyCount + first, keys: min(keyChunk, keyCount - first),
+                                          count: headDim, into: scores + g * groupSize * keyCount + first, scoreStride: keyCount)
+            }
+            if parallel { kernels.parallelFor(c.kvHeadCount * keyTasks, score) } else { (0..<(c.kvHeadCount * keyTasks)).forEach(score) }
+        }
+        for h in 0..<c.headCount {
+            let row = UnsafeMutableBufferPointer(start: scores + h * keyCount, count: keyCount)
+            Dense.softmax(row)
+            if roundWeights { HalfFloat.roundToHalf(row) }
+        }
+        // Dimensions in two halves (whole 64-wide blocks where the head allows).
+        let pieces = parallel && headDim % 128 == 0 ? 2 : 1
+        let width = headDim / pieces
+        let valueRows = (0..<pieces).map { rows(value: true, offset: $0 * width) }
+        let mix = { (task: Int) in
+            let g = task / pieces, piece = task % pieces
+            valueRows[piece].withUnsafeBufferPointer { valueRows in
+                VectorOps.attentionMix(scores + g * groupSize * keyCount, queries: groupSize, weightStride: keyCount,
+                                       halfRows: valueRows.baseAddress! + g * keyCount, keys: keyCount, count: width,
+                                       into: mixed + g * groupSize * headDim + piece * width, outStride: headDim)
+            }
+        }
+        if parallel { kernels.parallelFor(c.kvHeadCount * pieces, mix) } else { (0..<(c.kvHeadCount * pieces)).forEach(mix) }
     }
 
     /// Final norm, then logits from the output head (the tied embedding) for `rows` of `hidden`.

@@ -101,6 +101,19 @@ final class ChunkedPrefillTests: XCTestCase {
         let chunked = try model.prefill(input, cache: cache)
         XCTAssertEqual(chunked, try model.prefill(input, cache: model.makeCache(maxContext: 64)))
     }
+
+    /// Decode steps after a prompt longer than the local window (the rings have wrapped; the
+    /// f16 cache is read in place, the heads of a K/V head together, split across the pool)
+    /// give the logits a prefill of the same tokens gives, bit for bit.
+    func testDecodeAfterALongPromptEqualsPrefill() throws {
+        let model = try TextModel(path: try realModelPath(), threads: 2)
+        let tokens: [Int32] = [2] + (0..<700).map { Int32(300 + ($0 * 7919) % 200_000) }
+        let cache = model.makeCache(maxContext: 768)
+        _ = try model.prefill(tokens: Array(tokens.prefix(697)), cache: cache)
+        var decoded: [Float] = []
+        for token in tokens[697...] { decoded = try model.append(tokens: [token], cache: cache) }
+        XCTAssertEqual(decoded, try model.prefill(tokens: tokens, cache: model.makeCache(maxContext: 768)))
+    }
 }
 
 func argmaxIndex(_ values: [Float]) -> Int {
