@@ -501,8 +501,8 @@ typedef struct {
     int64_t rows, cols, row_stride, rows_per_task;
     const float *x;
     const ck_q8_block *xq;
-    const int32_t *xsum;  // Σ qs per activation block (for the sixteen-row kernels)
-    int64_t count;  // input vectors
+    const int32_t *xsum;  // Σ qs per activation half-block, two per block (offset corrections)
+    int64_t count;        // input vectors
     float *y;
 } ck_matvec_job;
 
@@ -743,11 +743,11 @@ static CK_AVX512_TARGET void ck_repack_task(void *context, int64_t v) {
     }
 }
 
-/// The AVX-512 path of `ck_matmul_group` for large batches: `n` matrices that read the same `count` vectors
-/// `x` with the same activation scheme (and column count) share one quantization and repacking
-/// of `x` and one pass of the pool.
-static CK_AVX512_TARGET int ck_tiled_avx512(ck_pool *pool, int n, const ck_matrix *m, const float *x,
-                                                   int64_t count, float *const *y) {
+/// The AVX-512 path of `ck_matmul_group` for large batches: `n` matrices that read the same
+/// `count` vectors `x` with the same activation scheme (and column count) share one
+/// quantization and repacking of `x` and one pass of the pool.
+static CK_AVX512_TARGET int ck_tiled_avx512(ck_pool *pool, int n, const ck_matrix *m, const float *x, int64_t count,
+                                            float *const *y) {
     int64_t cols = m[0].cols, nb = cols / 32, padded = (count + 3) / 4 * 4;
     ck_x_tiles tiles = {nb, malloc((size_t)(padded * nb * 32)), malloc((size_t)(padded * nb) * sizeof(float)),
                         malloc((size_t)(padded * nb) * sizeof(float))};
@@ -824,7 +824,7 @@ static int ck_run_group(ck_pool *pool, int count, const ck_matrix *matrices, con
 
 /// From this many vectors the AVX-512 tiled kernel, which lays rows out once per call, beats
 /// the in-place group kernels, which transpose them once per four vectors (measured on the
-/// 270M's and 1B's matrices: in-place ahead up to 16–32 vectors, tiled ~1.5–2× ahead at 256).
+/// 270M's and 1B's matrices: in-place ahead up to 16–32 vectors, tiled 1.4–1.9× ahead at 256).
 enum { CK_TILED_MIN_VECTORS = 32 };
 
 int ck_matmul_group(ck_pool *pool, int count, const ck_matrix *matrices, const float *x, int64_t vectors, float *const *y) {

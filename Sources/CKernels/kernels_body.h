@@ -538,10 +538,10 @@ static inline __attribute__((always_inline)) CK_TARGET void CK_NAME(prefetch_ahe
 #if CK_VARIANT_AVX2
 // MARK: four rows, block sums (AVX2)
 //
-// Without vpdpbusd the transpose of the sixteen-row kernel does not pay: each row's block
-// gives eight lane sums (sign trick, as `lane_sums`), and the lane sums of four rows are added
-// horizontally into their four exact block sums, then converted and fused-added with d · x.d
-// as four lanes of one register — `dot_unpacked`'s arithmetic.
+// AVX2 has no vpdpbusd (and half the register width), so instead of the sixteen-row
+// transpose each row's block gives eight lane sums (sign trick, as `lane_sums`), and the lane
+// sums of four rows are added horizontally into their four exact block sums, then converted
+// and fused-added with d · x.d as four lanes of one register — `dot_unpacked`'s arithmetic.
 
 /// A block's 32 values, signed.
 static inline __attribute__((always_inline)) CK_TARGET __m256i CK_NAME(block_signed_values)(int type, const uint8_t *block) {
