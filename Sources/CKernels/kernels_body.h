@@ -974,8 +974,9 @@ static CK_TARGET void (*CK_NAME(sums_kernel)(int type, int *rows))(const uint8_t
 //
 // `attention_scores` and `attention_mix` give, for every (query, key) pair, exactly what
 // `dot_f32` and a run of `axpy_f32` calls give (sixteen fused-multiply-add lanes summed in lane
-// order; fused adds in key order), and their `_f16` forms (f16 rows read in place, given by
-// pointer) what `dot_f32_f16` and `axpy_f16` give, so prefill and decode agree bit for bit.
+// order; fused adds in key order), and their `_rows` forms over rows given by pointer (a cache's
+// slots read in place; f16 rows as `dot_f32_f16` and `axpy_f16` give), so prefill and decode
+// agree bit for bit.
 // The AVX-512 variant computes 4×4 blocks of pairs with the lane sums transposed into
 // registers; the others make the per-pair calls.
 
@@ -1013,28 +1014,33 @@ static inline __attribute__((always_inline)) CK_TARGET __m512 CK_NAME(lane_sums1
 }
 #endif
 
-/// Key or value row j: f32 rows `stride` floats apart from `f32`, or the f16 row `f16[j]` (an
-/// f16 cache read in place; widening is exact).
+/// Key or value row j: f32 rows `stride` floats apart from `f32`, or the row `f32_rows[j]`, or
+/// the f16 row `f16_rows[j]` (a cache's slots read in place; widening f16 is exact).
 typedef struct {
     const float *f32;
     int64_t stride;
-    const uint16_t *const *f16;
+    const float *const *f32_rows;
+    const uint16_t *const *f16_rows;
 } CK_NAME(attention_rows);
+
+static inline __attribute__((always_inline)) const float *CK_NAME(f32_row)(const CK_NAME(attention_rows) *rows, int64_t j) {
+    return rows->f32_rows ? rows->f32_rows[j] : rows->f32 + j * rows->stride;
+}
 
 #if CK_VARIANT_AVX512
 static inline __attribute__((always_inline)) CK_TARGET __m512 CK_NAME(row16)(const CK_NAME(attention_rows) *rows, int64_t j, int64_t i) {
-    if (rows->f16) return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(rows->f16[j] + i)));
-    return _mm512_loadu_ps(rows->f32 + j * rows->stride + i);
+    if (rows->f16_rows) return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(rows->f16_rows[j] + i)));
+    return _mm512_loadu_ps(CK_NAME(f32_row)(rows, j) + i);
 }
 #endif
 
 static inline __attribute__((always_inline)) CK_TARGET float CK_NAME(row_dot)(const float *q, const CK_NAME(attention_rows) *rows, int64_t j, int64_t n) {
-    return rows->f16 ? CK_NAME(dot_f32_f16)(q, rows->f16[j], n) : CK_NAME(dot_f32)(q, rows->f32 + j * rows->stride, n);
+    return rows->f16_rows ? CK_NAME(dot_f32_f16)(q, rows->f16_rows[j], n) : CK_NAME(dot_f32)(q, CK_NAME(f32_row)(rows, j), n);
 }
 
 static inline __attribute__((always_inline)) CK_TARGET void CK_NAME(row_axpy)(float w, const CK_NAME(attention_rows) *rows, int64_t j, float *out, int64_t n) {
-    if (rows->f16) CK_NAME(axpy_f16)(w, rows->f16[j], out, n);
-    else CK_NAME(axpy_f32)(w, rows->f32 + j * rows->stride, out, n);
+    if (rows->f16_rows) CK_NAME(axpy_f16)(w, rows->f16_rows[j], out, n);
+    else CK_NAME(axpy_f32)(w, CK_NAME(f32_row)(rows, j), out, n);
 }
 
 static inline __attribute__((always_inline)) CK_TARGET void CK_NAME(attention_scores_body)(
@@ -1108,25 +1114,27 @@ static inline __attribute__((always_inline)) CK_TARGET void CK_NAME(attention_mi
 
 static CK_TARGET void CK_NAME(attention_scores)(const float *q, int64_t queries, int64_t q_stride, const float *k,
                                                 int64_t keys, int64_t k_stride, int64_t n, float *scores, int64_t s_stride) {
-    CK_NAME(attention_rows) rows = {k, k_stride, NULL};
+    CK_NAME(attention_rows) rows = {k, k_stride, NULL, NULL};
     CK_NAME(attention_scores_body)(q, queries, q_stride, &rows, keys, n, scores, s_stride);
 }
 
 static CK_TARGET void CK_NAME(attention_mix)(const float *s, int64_t queries, int64_t s_stride, const float *v,
                                              int64_t keys, int64_t v_stride, int64_t n, float *out, int64_t o_stride) {
-    CK_NAME(attention_rows) rows = {v, v_stride, NULL};
+    CK_NAME(attention_rows) rows = {v, v_stride, NULL, NULL};
     CK_NAME(attention_mix_body)(s, queries, s_stride, &rows, keys, n, out, o_stride);
 }
 
-static CK_TARGET void CK_NAME(attention_scores_f16)(const float *q, int64_t queries, int64_t q_stride, const uint16_t *const *k,
-                                                    int64_t keys, int64_t n, float *scores, int64_t s_stride) {
-    CK_NAME(attention_rows) rows = {NULL, 0, k};
+/// Over rows given by pointer: f16 rows (`f16_rows`) or, when it is NULL, f32 rows (`f32_rows`).
+static CK_TARGET void CK_NAME(attention_scores_rows)(const float *q, int64_t queries, int64_t q_stride, const float *const *f32_rows,
+                                                     const uint16_t *const *f16_rows, int64_t keys, int64_t n, float *scores,
+                                                     int64_t s_stride) {
+    CK_NAME(attention_rows) rows = {NULL, 0, f32_rows, f16_rows};
     CK_NAME(attention_scores_body)(q, queries, q_stride, &rows, keys, n, scores, s_stride);
 }
 
-static CK_TARGET void CK_NAME(attention_mix_f16)(const float *s, int64_t queries, int64_t s_stride, const uint16_t *const *v,
-                                                 int64_t keys, int64_t n, float *out, int64_t o_stride) {
-    CK_NAME(attention_rows) rows = {NULL, 0, v};
+static CK_TARGET void CK_NAME(attention_mix_rows)(const float *s, int64_t queries, int64_t s_stride, const float *const *f32_rows,
+                                                  const uint16_t *const *f16_rows, int64_t keys, int64_t n, float *out, int64_t o_stride) {
+    CK_NAME(attention_rows) rows = {NULL, 0, f32_rows, f16_rows};
     CK_NAME(attention_mix_body)(s, queries, s_stride, &rows, keys, n, out, o_stride);
 }
 

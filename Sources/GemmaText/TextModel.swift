@@ -337,7 +337,7 @@ public final class TextModel: @unchecked Sendable {
         // may see (a ring's slots are not in position order, and an f16 cache needs
         // converting), then the batch's own. Taken before the batch overwrites ring slots. A
         // global layer with an f32 cache is such a run already (slot = position). A single
-        // position (decode) reads the cache in place, f16 or f32, key by key.
+        // position (decode) otherwise reads the cache in place (`attendDecode`).
         var keyRun: UnsafePointer<Float>?, valueRun: UnsafePointer<Float>?
         var ownedRuns: [UnsafeMutablePointer<Float>] = []
         defer { ownedRuns.forEach { $0.deallocate() } }
@@ -369,14 +369,13 @@ public final class TextModel: @unchecked Sendable {
 
         let groupSize = c.headCount / c.kvHeadCount
         // Every (query, key) product has the arithmetic of one `dot` call and every mix that of
-        // `axpy` calls in key order, whether the batch holds one position or many and whether
-        // the blocked kernels (contiguous runs) or per-key calls do it: attention gives the same
-        // values in prefill and in decode. Work is split over (head, run of 8 queries); each task
-        // writes only its own outputs.
+        // `axpy` calls in key order, whether the blocked kernels run over a contiguous run of
+        // keys (a batch) or over the cache's rows in place (decode, `attendDecode`): attention
+        // gives the same values in prefill and in decode. A batch's work is split over (head,
+        // run of 8 queries); each task writes only its own outputs.
         let queryRuns = (count + 7) / 8
         let mixedBase = mixed.baseAddress!, queryBase = queries.baseAddress!
         let halfPrecision = c.halfPrecisionAttention
-        let cacheRef = cache
         // The keys row t may see form one run: causal, plus the rest of its bidirectional group
         // (members ahead of the query are keys of this batch: a group never spans batches);
         // local layers drop keys at or before query − window (transformers' one-sided window,
@@ -392,70 +391,41 @@ public final class TextModel: @unchecked Sendable {
             let first = isGlobal ? keyStart : max(keyStart, queryPosition - window + 1)
             return (first - keyStart)..<(queryPosition + groupAhead[t] + 1 - keyStart)
         }
-        // Decode reads the cache in place: each key's slot, worked out once for all heads.
-        let slots = keyRun == nil ? (0..<keyCount).map { cache.slot(layer: index, position: keyStart + $0) } : []
+        // Decode splits work across the pool once the context makes it worth a wake-up.
+        let parallel = count * keyCount * c.headCount >= 2_048
+        guard let keyRun, let valueRun else {
+            // Decode reads the cache in place: each key's slot, worked out once for all heads.
+            let slots = (0..<keyCount).map { cache.slot(layer: index, position: keyStart + $0) }
+            attendDecode(layer: index, queries: queryBase, mixed: mixedBase, slots: slots, cache: cache,
+                         roundWeights: halfPrecision, parallel: parallel)
+            return
+        }
+        // Blocked products over the keys some query of a run may see.
         let attendTask = { (task: Int) in
             let h = task % c.headCount
             let kvOffset = (h / groupSize) * headDim
             let firstQuery = (task / c.headCount) * 8
             let queryRange = firstQuery..<min(count, firstQuery + 8)
-            if let keyRun, let valueRun {
-                // Blocked products over the keys some query of the run may see.
-                let low = visibleKeys[queryRange].map(\.lowerBound).min()!
-                let high = visibleKeys[queryRange].map(\.upperBound).max()!
-                let width = high - low
-                let scores = UnsafeMutableBufferPointer<Float>.allocate(capacity: max(1, queryRange.count * width))
-                defer { scores.deallocate() }
-                VectorOps.attentionScores(queryBase + firstQuery * qDim + h * headDim, queries: queryRange.count,
-                                          queryStride: qDim, keyRun + low * kvDim + kvOffset, keys: width,
-                                          keyStride: kvDim, count: headDim, into: scores.baseAddress!, scoreStride: width)
-                for (r, t) in queryRange.enumerated() {
-                    let row = UnsafeMutableBufferPointer(rebasing: scores[(r * width)..<((r + 1) * width)])
-                    for j in low..<visibleKeys[t].lowerBound { row[j - low] = -.infinity }
-                    for j in visibleKeys[t].upperBound..<high { row[j - low] = -.infinity }
-                    Dense.softmax(row)
-                    if halfPrecision { HalfFloat.roundToHalf(row) }
-                }
-                VectorOps.attentionMix(scores.baseAddress!, queries: queryRange.count, weightStride: width,
-                                       valueRun + low * kvDim + kvOffset, keys: width, valueStride: kvDim,
-                                       count: headDim, into: mixedBase + firstQuery * qDim + h * headDim, outStride: qDim)
-                return
-            }
-            // Decode: each key's row read in place (global layers: slot = position; local rings:
-            // the position's slot); f16 rows are widened inside the products, exactly.
-            let scores = UnsafeMutableBufferPointer<Float>.allocate(capacity: keyCount)
+            let low = visibleKeys[queryRange].map(\.lowerBound).min()!
+            let high = visibleKeys[queryRange].map(\.upperBound).max()!
+            let width = high - low
+            let scores = UnsafeMutableBufferPointer<Float>.allocate(capacity: max(1, queryRange.count * width))
             defer { scores.deallocate() }
-            for t in queryRange {
-                let query = queryBase + t * qDim + h * headDim
-                for j in 0..<keyCount {
-                    guard visibleKeys[t].contains(j) else { scores[j] = -.infinity; continue }
-                    if let key = cacheRef.halfRow(layer: index, slot: slots[j], value: false) {
-                        scores[j] = VectorOps.dot(query, half: key + kvOffset, count: headDim)
-                    } else {
-                        scores[j] = VectorOps.dot(query, cacheRef.f32Row(layer: index, slot: slots[j], value: false)! + kvOffset, count: headDim)
-                    }
-                }
-                Dense.softmax(scores)
-                if halfPrecision { HalfFloat.roundToHalf(scores) }
-                let out = mixedBase + t * qDim + h * headDim
-                out.initialize(repeating: 0, count: headDim)
-                for j in 0..<keyCount where scores[j] != 0 {
-                    if let value = cacheRef.halfRow(layer: index, slot: slots[j], value: true) {
-                        VectorOps.axpy(scores[j], half: value + kvOffset, out, count: headDim)
-                    } else {
-                        VectorOps.axpy(scores[j], cacheRef.f32Row(layer: index, slot: slots[j], value: true)! + kvOffset, out, count: headDim)
-                    }
-                }
+            VectorOps.attentionScores(queryBase + firstQuery * qDim + h * headDim, queries: queryRange.count,
+                                      queryStride: qDim, keyRun + low * kvDim + kvOffset, keys: width,
+                                      keyStride: kvDim, count: headDim, into: scores.baseAddress!, scoreStride: width)
+            for (r, t) in queryRange.enumerated() {
+                let row = UnsafeMutableBufferPointer(rebasing: scores[(r * width)..<((r + 1) * width)])
+                for j in low..<visibleKeys[t].lowerBound { row[j - low] = -.infinity }
+                for j in visibleKeys[t].upperBound..<high { row[j - low] = -.infinity }
+                Dense.softmax(row)
+                if halfPrecision { HalfFloat.roundToHalf(row) }
             }
-        }
-        let parallel = count * keyCount * c.headCount >= 2_048
-        if keyRun == nil && cache.elementBytes == 2 {
-            attendDecodeHalf(layer: index, queries: queryBase, mixed: mixedBase, slots: slots, cache: cache,
-                             roundWeights: halfPrecision, parallel: parallel)
-            return
+            VectorOps.attentionMix(scores.baseAddress!, queries: queryRange.count, weightStride: width,
+                                   valueRun + low * kvDim + kvOffset, keys: width, valueStride: kvDim,
+                                   count: headDim, into: mixedBase + firstQuery * qDim + h * headDim, outStride: qDim)
         }
         let tasks = queryRuns * c.headCount
-        // Decode splits heads across the pool once the context makes it worth a wake-up.
         if parallel {
             kernels.parallelFor(tasks, attendTask)
         } else {
@@ -463,18 +433,24 @@ public final class TextModel: @unchecked Sendable {
         }
     }
 
-    /// Decode (one position) over an f16 cache: the query heads that share a K/V head go through
-    /// the blocked kernels together, so each key and value row is widened once for all of them;
-    /// scores are split across the pool by keys, the mix by dimensions. Bit for bit the per-key
-    /// `dot`/`axpy` calls (the kernels' contract).
-    private func attendDecodeHalf(layer index: Int, queries: UnsafeMutablePointer<Float>, mixed: UnsafeMutablePointer<Float>,
-                                  slots: [Int], cache: KVCache, roundWeights: Bool, parallel: Bool) {
+    /// Decode (one position): the cache's slots are read in place and the query heads that share
+    /// a K/V head go through the blocked kernels together, so each key and value row is loaded
+    /// (and an f16 row widened) once for all of them; scores are split across the pool by keys,
+    /// the mix by dimensions. Bit for bit the per-key `dot`/`axpy` calls (the kernels' contract).
+    private func attendDecode(layer index: Int, queries: UnsafeMutablePointer<Float>, mixed: UnsafeMutablePointer<Float>,
+                              slots: [Int], cache: KVCache, roundWeights: Bool, parallel: Bool) {
         let c = config
         let (headDim, keyCount) = (c.headDim, slots.count)
         let groupSize = c.headCount / c.kvHeadCount
-        // Rows of K/V head g for key j: `rows[g * keyCount + j]`.
-        func rows(value: Bool, offset: Int) -> [UnsafePointer<UInt16>?] {
-            (0..<c.kvHeadCount).flatMap { g in slots.map { cache.halfRow(layer: index, slot: $0, value: value)! + g * headDim + offset } }
+        let half = cache.elementBytes == 2
+        // Rows of K/V head g for key j: `rows[g * keyCount + j]`, `offset` elements into the head.
+        func rows(value: Bool, offset: Int) -> [UnsafeRawPointer?] {
+            (0..<c.kvHeadCount).flatMap { g in
+                slots.map { slot -> UnsafeRawPointer? in
+                    if let row = cache.halfRow(layer: index, slot: slot, value: value) { return UnsafeRawPointer(row + g * headDim + offset) }
+                    return UnsafeRawPointer(cache.f32Row(layer: index, slot: slot, value: value)! + g * headDim + offset)
+                }
+            }
         }
         let keyRows = rows(value: false, offset: 0)
         let scores = UnsafeMutablePointer<Float>.allocate(capacity: c.headCount * keyCount)
@@ -485,7 +461,7 @@ public final class TextModel: @unchecked Sendable {
             let score = { (task: Int) in
                 let g = task / keyTasks, first = (task % keyTasks) * keyChunk
                 VectorOps.attentionScores(queries + g * groupSize * headDim, queries: groupSize, queryStride: headDim,
-                                          halfRows: keyRows.baseAddress! + g * keyCount + first, keys: min(keyChunk, keyCount - first),
+                                          rows: keyRows.baseAddress! + g * keyCount + first, half: half, keys: min(keyChunk, keyCount - first),
                                           count: headDim, into: scores + g * groupSize * keyCount + first, scoreStride: keyCount)
             }
             if parallel { kernels.parallelFor(c.kvHeadCount * keyTasks, score) } else { (0..<(c.kvHeadCount * keyTasks)).forEach(score) }
@@ -503,7 +479,7 @@ public final class TextModel: @unchecked Sendable {
             let g = task / pieces, piece = task % pieces
             valueRows[piece].withUnsafeBufferPointer { valueRows in
                 VectorOps.attentionMix(scores + g * groupSize * keyCount, queries: groupSize, weightStride: keyCount,
-                                       halfRows: valueRows.baseAddress! + g * keyCount, keys: keyCount, count: width,
+                                       rows: valueRows.baseAddress! + g * keyCount, half: half, keys: keyCount, count: width,
                                        into: mixed + g * groupSize * headDim + piece * width, outStride: headDim)
             }
         }
