@@ -773,18 +773,27 @@ static inline __attribute__((always_inline)) CK_TARGET void CK_NAME(rows16_body)
             for (int c = 0; c < 8; c++) chunk[c] = _mm512_xor_si512(chunk[c], _mm512_set1_epi8((char)0x80));
         } else {
             CK_NAME(transpose16x16_nibbles)(block + (type == CK_Q5_0 ? 6 : 2), stride, chunk);
-            if (type == CK_Q5_0) {
-                // The fifth bits: qh bits 4c…4c+3 of each row spread to 0x10 in bytes 0…3
-                // (multiplying by 0x02040810 moves bit i to bit 8i + 4; no carries).
-                __m512i qh = _mm512_i32gather_epi32(offsets, (const void *)(block + 2), 1);
-                for (int c = 0; c < 8; c++) {
-                    __m512i bits = _mm512_and_si512(_mm512_srli_epi32(qh, 4 * c), _mm512_set1_epi32(0x0F));
-                    __m512i fifth = _mm512_and_si512(_mm512_mullo_epi32(bits, _mm512_set1_epi32(0x02040810)), _mm512_set1_epi32(0x10101010));
-                    chunk[c] = _mm512_or_si512(chunk[c], fifth);
-                }
-            }
         }
-        __m512 dw = CK_NAME(gather_halves16)(block, offsets, 0);
+        __m512 dw;
+        if (type == CK_Q5_0) {
+            // d and qh are the block's first six bytes: one 8-byte gather per row, then value
+            // 4c + k gets its fifth bit (+16) where bit 4c + k of qh is set: qh's byte c/2
+            // copied into all four bytes of its lane, tested against bit k (or 4 + k).
+            __m512i head_lo = _mm512_i32gather_epi64(_mm512_castsi512_si256(offsets), (const void *)block, 1);
+            __m512i head_hi = _mm512_i32gather_epi64(_mm512_extracti64x4_epi64(offsets, 1), (const void *)block, 1);
+            dw = _mm512_cvtph_ps(_mm256_inserti128_si256(_mm256_castsi128_si256(_mm512_cvtepi64_epi16(head_lo)),
+                                                         _mm512_cvtepi64_epi16(head_hi), 1));
+            __m512i qh = _mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvtepi64_epi32(_mm512_srli_epi64(head_lo, 16))),
+                                            _mm512_cvtepi64_epi32(_mm512_srli_epi64(head_hi, 16)), 1);
+            const __m512i dword_base = _mm512_set4_epi32(0x0C0C0C0C, 0x08080808, 0x04040404, 0);  // vpshufb is per 128 bits
+            for (int c = 0; c < 8; c++) {
+                __m512i bytes = _mm512_shuffle_epi8(qh, _mm512_add_epi8(dword_base, _mm512_set1_epi8((char)(c / 2))));
+                __mmask64 set = _mm512_test_epi8_mask(bytes, _mm512_set1_epi32((c & 1) ? (int)0x80402010u : 0x08040201));
+                chunk[c] = _mm512_mask_add_epi8(chunk[c], set, chunk[c], _mm512_set1_epi8(0x10));
+            }
+        } else {
+            dw = CK_NAME(gather_halves16)(block, offsets, 0);
+        }
         for (int v = 0; v < vectors; v++) {
             const ck_q8_block *x = xb + v * nb + b;
             const int32_t *sums = xsum + 2 * (v * nb + b);
