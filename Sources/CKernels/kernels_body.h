@@ -983,9 +983,8 @@ static CK_TARGET void (*CK_NAME(sums_kernel)(int type, int *rows))(const uint8_t
 //
 // `attention_scores` and `attention_mix` give, for every (query, key) pair, exactly what
 // `dot_f32` and a run of `axpy_f32` calls give (sixteen fused-multiply-add lanes summed in lane
-// order; fused adds in key order), and their `_rows` forms over rows given by pointer (a cache's
-// slots read in place; f16 rows as `dot_f32_f16` and `axpy_f16` give), so prefill and decode
-// agree bit for bit.
+// order; fused adds in key order), and their `_slots` forms over a cache's slots read in place
+// (f16 rows as `dot_f32_f16` and `axpy_f16` give), so prefill and decode agree bit for bit.
 // The AVX-512 variant computes 4×4 blocks of pairs with the lane sums transposed into
 // registers; the others make the per-pair calls.
 
@@ -1023,33 +1022,37 @@ static inline __attribute__((always_inline)) CK_TARGET __m512 CK_NAME(lane_sums1
 }
 #endif
 
-/// Key or value row j: f32 rows `stride` floats apart from `f32`, or the row `f32_rows[j]`, or
-/// the f16 row `f16_rows[j]` (a cache's slots read in place; widening f16 is exact).
+/// Key or value row j: `stride` elements (f16 with `half`, else f32) times `slots[j]` (or j
+/// when `slots` is NULL) from `base` — a contiguous run, or a cache's slots read in place
+/// (widening f16 is exact).
 typedef struct {
-    const float *f32;
+    const void *base;
     int64_t stride;
-    const float *const *f32_rows;
-    const uint16_t *const *f16_rows;
+    const int32_t *slots;
+    int half;
 } CK_NAME(attention_rows);
 
-static inline __attribute__((always_inline)) const float *CK_NAME(f32_row)(const CK_NAME(attention_rows) *rows, int64_t j) {
-    return rows->f32_rows ? rows->f32_rows[j] : rows->f32 + j * rows->stride;
+static inline __attribute__((always_inline)) int64_t CK_NAME(row_offset)(const CK_NAME(attention_rows) *rows, int64_t j) {
+    return (rows->slots ? rows->slots[j] : j) * rows->stride;
 }
 
 #if CK_VARIANT_AVX512
 static inline __attribute__((always_inline)) CK_TARGET __m512 CK_NAME(row16)(const CK_NAME(attention_rows) *rows, int64_t j, int64_t i) {
-    if (rows->f16_rows) return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(rows->f16_rows[j] + i)));
-    return _mm512_loadu_ps(CK_NAME(f32_row)(rows, j) + i);
+    int64_t at = CK_NAME(row_offset)(rows, j) + i;
+    if (rows->half) return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)((const uint16_t *)rows->base + at)));
+    return _mm512_loadu_ps((const float *)rows->base + at);
 }
 #endif
 
 static inline __attribute__((always_inline)) CK_TARGET float CK_NAME(row_dot)(const float *q, const CK_NAME(attention_rows) *rows, int64_t j, int64_t n) {
-    return rows->f16_rows ? CK_NAME(dot_f32_f16)(q, rows->f16_rows[j], n) : CK_NAME(dot_f32)(q, CK_NAME(f32_row)(rows, j), n);
+    int64_t at = CK_NAME(row_offset)(rows, j);
+    return rows->half ? CK_NAME(dot_f32_f16)(q, (const uint16_t *)rows->base + at, n) : CK_NAME(dot_f32)(q, (const float *)rows->base + at, n);
 }
 
 static inline __attribute__((always_inline)) CK_TARGET void CK_NAME(row_axpy)(float w, const CK_NAME(attention_rows) *rows, int64_t j, float *out, int64_t n) {
-    if (rows->f16_rows) CK_NAME(axpy_f16)(w, rows->f16_rows[j], out, n);
-    else CK_NAME(axpy_f32)(w, CK_NAME(f32_row)(rows, j), out, n);
+    int64_t at = CK_NAME(row_offset)(rows, j);
+    if (rows->half) CK_NAME(axpy_f16)(w, (const uint16_t *)rows->base + at, out, n);
+    else CK_NAME(axpy_f32)(w, (const float *)rows->base + at, out, n);
 }
 
 static inline __attribute__((always_inline)) CK_TARGET void CK_NAME(attention_scores_body)(
@@ -1123,27 +1126,28 @@ static inline __attribute__((always_inline)) CK_TARGET void CK_NAME(attention_mi
 
 static CK_TARGET void CK_NAME(attention_scores)(const float *q, int64_t queries, int64_t q_stride, const float *k,
                                                 int64_t keys, int64_t k_stride, int64_t n, float *scores, int64_t s_stride) {
-    CK_NAME(attention_rows) rows = {k, k_stride, NULL, NULL};
+    CK_NAME(attention_rows) rows = {k, k_stride, NULL, 0};
     CK_NAME(attention_scores_body)(q, queries, q_stride, &rows, keys, n, scores, s_stride);
 }
 
 static CK_TARGET void CK_NAME(attention_mix)(const float *s, int64_t queries, int64_t s_stride, const float *v,
                                              int64_t keys, int64_t v_stride, int64_t n, float *out, int64_t o_stride) {
-    CK_NAME(attention_rows) rows = {v, v_stride, NULL, NULL};
+    CK_NAME(attention_rows) rows = {v, v_stride, NULL, 0};
     CK_NAME(attention_mix_body)(s, queries, s_stride, &rows, keys, n, out, o_stride);
 }
 
-/// Over rows given by pointer: f16 rows (`f16_rows`) or, when it is NULL, f32 rows (`f32_rows`).
-static CK_TARGET void CK_NAME(attention_scores_rows)(const float *q, int64_t queries, int64_t q_stride, const float *const *f32_rows,
-                                                     const uint16_t *const *f16_rows, int64_t keys, int64_t n, float *scores,
-                                                     int64_t s_stride) {
-    CK_NAME(attention_rows) rows = {NULL, 0, f32_rows, f16_rows};
+/// Over a cache's slots: row j is `slots[j] · stride` elements (f16 with `half`) from `base`.
+static CK_TARGET void CK_NAME(attention_scores_slots)(const float *q, int64_t queries, int64_t q_stride, const void *base, int half,
+                                                      const int32_t *slots, int64_t stride, int64_t keys, int64_t n, float *scores,
+                                                      int64_t s_stride) {
+    CK_NAME(attention_rows) rows = {base, stride, slots, half};
     CK_NAME(attention_scores_body)(q, queries, q_stride, &rows, keys, n, scores, s_stride);
 }
 
-static CK_TARGET void CK_NAME(attention_mix_rows)(const float *s, int64_t queries, int64_t s_stride, const float *const *f32_rows,
-                                                  const uint16_t *const *f16_rows, int64_t keys, int64_t n, float *out, int64_t o_stride) {
-    CK_NAME(attention_rows) rows = {NULL, 0, f32_rows, f16_rows};
+static CK_TARGET void CK_NAME(attention_mix_slots)(const float *s, int64_t queries, int64_t s_stride, const void *base, int half,
+                                                   const int32_t *slots, int64_t stride, int64_t keys, int64_t n, float *out,
+                                                   int64_t o_stride) {
+    CK_NAME(attention_rows) rows = {base, stride, slots, half};
     CK_NAME(attention_mix_body)(s, queries, s_stride, &rows, keys, n, out, o_stride);
 }
 

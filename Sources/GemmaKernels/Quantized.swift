@@ -270,41 +270,28 @@ public enum VectorOps {
                          Int64(count), out, Int64(outStride))
     }
 
-    /// `attentionScores` over key rows given by pointer (a cache's slots read in place), f32 or
-    /// f16 by `half`: bit for bit what `dot` (or `dot(_:half:count:)`) per pair gives.
+    /// `attentionScores` over a cache's key rows in place: row j is `slots[j] · rowStride`
+    /// elements (f16 with `half`, else f32) from `base`. Bit for bit what `dot` (or
+    /// `dot(_:half:count:)`) per pair gives.
     public static func attentionScores(
         _ q: UnsafePointer<Float>, queries: Int, queryStride: Int,
-        rows k: UnsafePointer<UnsafeRawPointer?>, half: Bool, keys: Int, count: Int,
+        rows base: UnsafeRawPointer, half: Bool, slots: UnsafePointer<Int32>, rowStride: Int, keys: Int, count: Int,
         into scores: UnsafeMutablePointer<Float>, scoreStride: Int
     ) {
-        withRows(k, half: half, count: keys) { f32, f16 in
-            ck_attention_scores_rows(q, Int64(queries), Int64(queryStride), f32, f16, Int64(keys), Int64(count), scores,
-                                     Int64(scoreStride))
-        }
+        ck_attention_scores_slots(q, Int64(queries), Int64(queryStride), base, half ? 1 : 0, slots, Int64(rowStride), Int64(keys),
+                                  Int64(count), scores, Int64(scoreStride))
     }
 
-    /// `attentionMix` over value rows given by pointer, f32 or f16 by `half`: bit for bit what
-    /// zeroing `out_t` and calling `axpy` (or `axpy(_:half:_:count:)`) per nonzero weight in key
-    /// order gives.
+    /// `attentionMix` over a cache's value rows in place (as `attentionScores(rows:…)`): bit for
+    /// bit what zeroing `out_t` and calling `axpy` (or `axpy(_:half:_:count:)`) per nonzero
+    /// weight in key order gives.
     public static func attentionMix(
         _ weights: UnsafePointer<Float>, queries: Int, weightStride: Int,
-        rows v: UnsafePointer<UnsafeRawPointer?>, half: Bool, keys: Int, count: Int,
+        rows base: UnsafeRawPointer, half: Bool, slots: UnsafePointer<Int32>, rowStride: Int, keys: Int, count: Int,
         into out: UnsafeMutablePointer<Float>, outStride: Int
     ) {
-        withRows(v, half: half, count: keys) { f32, f16 in
-            ck_attention_mix_rows(weights, Int64(queries), Int64(weightStride), f32, f16, Int64(keys), Int64(count), out,
-                                  Int64(outStride))
-        }
-    }
-
-    /// The row pointers typed for the C kernels: f16 rows, or f32 rows (the other NULL).
-    private static func withRows(_ rows: UnsafePointer<UnsafeRawPointer?>, half: Bool, count: Int,
-                                 _ body: (UnsafePointer<UnsafePointer<Float>?>?, UnsafePointer<UnsafePointer<UInt16>?>?) -> Void) {
-        if half {
-            UnsafeRawPointer(rows).withMemoryRebound(to: UnsafePointer<UInt16>?.self, capacity: count) { body(nil, $0) }
-        } else {
-            UnsafeRawPointer(rows).withMemoryRebound(to: UnsafePointer<Float>?.self, capacity: count) { body($0, nil) }
-        }
+        ck_attention_mix_slots(weights, Int64(queries), Int64(weightStride), base, half ? 1 : 0, slots, Int64(rowStride), Int64(keys),
+                               Int64(count), out, Int64(outStride))
     }
 }
 

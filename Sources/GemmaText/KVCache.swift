@@ -95,16 +95,10 @@ public final class KVCache: @unchecked Sendable {
         }
     }
 
-    /// The f16 K (or V) row of slot `slot` in place, when the cache stores f16.
-    func halfRow(layer: Int, slot: Int, value: Bool) -> UnsafePointer<UInt16>? {
-        guard elementBytes == 2 else { return nil }
-        return UnsafePointer(((value ? values : keys)[layer] + slot * config.kvDim * 2).assumingMemoryBound(to: UInt16.self))
-    }
-
-    /// The f32 K (or V) row of slot `slot` in place, when the cache stores f32.
-    func f32Row(layer: Int, slot: Int, value: Bool) -> UnsafePointer<Float>? {
-        guard elementBytes == 4 else { return nil }
-        return UnsafePointer(((value ? values : keys)[layer] + slot * config.kvDim * 4).assumingMemoryBound(to: Float.self))
+    /// Layer `layer`'s K (or V) rows in place: slot s's row starts `s · kvDim` elements
+    /// (`elementBytes` each) in.
+    func rows(layer: Int, value: Bool) -> UnsafeRawPointer {
+        UnsafeRawPointer((value ? values : keys)[layer])
     }
 
     /// Slot of `position` in layer `layer`'s buffers.

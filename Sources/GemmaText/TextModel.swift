@@ -25,9 +25,9 @@ import GemmaWeights
 /// int8 activation blocks as ggml does, with one arithmetic per product whatever the batch
 /// (`WeightMatrix.matmul`): a prompt prefilled at once, in pieces or token by token, and
 /// sessions decoded alone or together (`appendBatch`), give the same logits bit for bit, on
-/// any instruction set. GGUF models keep K/V in f16 and
-/// round Q and attention weights to f16 like llama.cpp, safetensors models compute attention
-/// in f32 like transformers. Float weights in batches above four positions go through sgemm.
+/// any instruction set. GGUF models keep K/V in f16 and round Q and attention weights to f16
+/// like llama.cpp, safetensors models compute attention in f32 like transformers. Float
+/// weights in batches above four positions go through sgemm.
 ///
 /// A model may serve many caches but runs one call at a time (its thread pool is shared):
 /// callers serialize calls, e.g. on one dedicated thread.
@@ -342,8 +342,8 @@ public final class TextModel: @unchecked Sendable {
         var ownedRuns: [UnsafeMutablePointer<Float>] = []
         defer { ownedRuns.forEach { $0.deallocate() } }
         if isGlobal && cache.elementBytes == 4 {
-            keyRun = cache.f32Row(layer: index, slot: 0, value: false)
-            valueRun = cache.f32Row(layer: index, slot: 0, value: true)
+            keyRun = cache.rows(layer: index, value: false).assumingMemoryBound(to: Float.self)
+            valueRun = cache.rows(layer: index, value: true).assumingMemoryBound(to: Float.self)
         } else if count > 1 {
             // An f16 cache is converted once per layer here, not once per head in the loop below.
             let k = UnsafeMutablePointer<Float>.allocate(capacity: keyCount * kvDim)
@@ -373,9 +373,18 @@ public final class TextModel: @unchecked Sendable {
         // keys (a batch) or over the cache's rows in place (decode, `attendDecode`): attention
         // gives the same values in prefill and in decode. A batch's work is split over (head,
         // run of 8 queries); each task writes only its own outputs.
-        let queryRuns = (count + 7) / 8
         let mixedBase = mixed.baseAddress!, queryBase = queries.baseAddress!
         let halfPrecision = c.halfPrecisionAttention
+        // Work is split across the pool once the context makes it worth a wake-up.
+        let parallel = count * keyCount * c.headCount >= 2_048
+        guard let keyRun, let valueRun else {
+            // Decode reads the cache in place: each key's slot, worked out once for all heads.
+            let slots = (0..<keyCount).map { Int32(cache.slot(layer: index, position: keyStart + $0)) }
+            attendDecode(layer: index, queries: queryBase, mixed: mixedBase, slots: slots, cache: cache,
+                         roundWeights: halfPrecision, parallel: parallel)
+            return
+        }
+        let queryRuns = (count + 7) / 8
         // The keys row t may see form one run: causal, plus the rest of its bidirectional group
         // (members ahead of the query are keys of this batch: a group never spans batches);
         // local layers drop keys at or before query − window (transformers' one-sided window,
@@ -390,15 +399,6 @@ public final class TextModel: @unchecked Sendable {
             let queryPosition = firstPosition + t
             let first = isGlobal ? keyStart : max(keyStart, queryPosition - window + 1)
             return (first - keyStart)..<(queryPosition + groupAhead[t] + 1 - keyStart)
-        }
-        // Decode splits work across the pool once the context makes it worth a wake-up.
-        let parallel = count * keyCount * c.headCount >= 2_048
-        guard let keyRun, let valueRun else {
-            // Decode reads the cache in place: each key's slot, worked out once for all heads.
-            let slots = (0..<keyCount).map { cache.slot(layer: index, position: keyStart + $0) }
-            attendDecode(layer: index, queries: queryBase, mixed: mixedBase, slots: slots, cache: cache,
-                         roundWeights: halfPrecision, parallel: parallel)
-            return
         }
         // Blocked products over the keys some query of a run may see.
         let attendTask = { (task: Int) in
@@ -438,52 +438,43 @@ public final class TextModel: @unchecked Sendable {
     /// (and an f16 row widened) once for all of them; scores are split across the pool by keys,
     /// the mix by dimensions. Bit for bit the per-key `dot`/`axpy` calls (the kernels' contract).
     private func attendDecode(layer index: Int, queries: UnsafeMutablePointer<Float>, mixed: UnsafeMutablePointer<Float>,
-                              slots: [Int], cache: KVCache, roundWeights: Bool, parallel: Bool) {
+                              slots: [Int32], cache: KVCache, roundWeights: Bool, parallel: Bool) {
         let c = config
         let (headDim, keyCount) = (c.headDim, slots.count)
         let groupSize = c.headCount / c.kvHeadCount
-        let half = cache.elementBytes == 2
-        // Rows of K/V head g for key j: `rows[g * keyCount + j]`, `offset` elements into the head.
-        func rows(value: Bool, offset: Int) -> [UnsafeRawPointer?] {
-            (0..<c.kvHeadCount).flatMap { g in
-                slots.map { slot -> UnsafeRawPointer? in
-                    if let row = cache.halfRow(layer: index, slot: slot, value: value) { return UnsafeRawPointer(row + g * headDim + offset) }
-                    return UnsafeRawPointer(cache.f32Row(layer: index, slot: slot, value: value)! + g * headDim + offset)
-                }
-            }
-        }
-        let keyRows = rows(value: false, offset: 0)
+        let (half, elementBytes) = (cache.elementBytes == 2, cache.elementBytes)
+        // K/V head g's rows start g · headDim elements into each slot's row.
+        let (keys, values) = (cache.rows(layer: index, value: false), cache.rows(layer: index, value: true))
         let scores = UnsafeMutablePointer<Float>.allocate(capacity: c.headCount * keyCount)
         defer { scores.deallocate() }
         let keyChunk = parallel ? max(4, (keyCount + 3) / 4 / 4 * 4) : keyCount
         let keyTasks = (keyCount + keyChunk - 1) / keyChunk
-        keyRows.withUnsafeBufferPointer { keyRows in
+        // Dimensions of the mix in two halves (whole 64-wide blocks where the head allows).
+        let pieces = parallel && headDim % 128 == 0 ? 2 : 1
+        let width = headDim / pieces
+        slots.withUnsafeBufferPointer { slots in
             let score = { (task: Int) in
                 let g = task / keyTasks, first = (task % keyTasks) * keyChunk
                 VectorOps.attentionScores(queries + g * groupSize * headDim, queries: groupSize, queryStride: headDim,
-                                          rows: keyRows.baseAddress! + g * keyCount + first, half: half, keys: min(keyChunk, keyCount - first),
-                                          count: headDim, into: scores + g * groupSize * keyCount + first, scoreStride: keyCount)
+                                          rows: keys + g * headDim * elementBytes, half: half, slots: slots.baseAddress! + first,
+                                          rowStride: c.kvDim, keys: min(keyChunk, keyCount - first), count: headDim,
+                                          into: scores + g * groupSize * keyCount + first, scoreStride: keyCount)
             }
             if parallel { kernels.parallelFor(c.kvHeadCount * keyTasks, score) } else { (0..<(c.kvHeadCount * keyTasks)).forEach(score) }
-        }
-        for h in 0..<c.headCount {
-            let row = UnsafeMutableBufferPointer(start: scores + h * keyCount, count: keyCount)
-            Dense.softmax(row)
-            if roundWeights { HalfFloat.roundToHalf(row) }
-        }
-        // Dimensions in two halves (whole 64-wide blocks where the head allows).
-        let pieces = parallel && headDim % 128 == 0 ? 2 : 1
-        let width = headDim / pieces
-        let valueRows = (0..<pieces).map { rows(value: true, offset: $0 * width) }
-        let mix = { (task: Int) in
-            let g = task / pieces, piece = task % pieces
-            valueRows[piece].withUnsafeBufferPointer { valueRows in
-                VectorOps.attentionMix(scores + g * groupSize * keyCount, queries: groupSize, weightStride: keyCount,
-                                       rows: valueRows.baseAddress! + g * keyCount, half: half, keys: keyCount, count: width,
-                                       into: mixed + g * groupSize * headDim + piece * width, outStride: headDim)
+            for h in 0..<c.headCount {
+                let row = UnsafeMutableBufferPointer(start: scores + h * keyCount, count: keyCount)
+                Dense.softmax(row)
+                if roundWeights { HalfFloat.roundToHalf(row) }
             }
+            let mix = { (task: Int) in
+                let g = task / pieces, offset = g * headDim + (task % pieces) * width
+                VectorOps.attentionMix(scores + g * groupSize * keyCount, queries: groupSize, weightStride: keyCount,
+                                       rows: values + offset * elementBytes, half: half, slots: slots.baseAddress!,
+                                       rowStride: c.kvDim, keys: keyCount, count: width,
+                                       into: mixed + g * groupSize * headDim + (task % pieces) * width, outStride: headDim)
+            }
+            if parallel { kernels.parallelFor(c.kvHeadCount * pieces, mix) } else { (0..<(c.kvHeadCount * pieces)).forEach(mix) }
         }
-        if parallel { kernels.parallelFor(c.kvHeadCount * pieces, mix) } else { (0..<(c.kvHeadCount * pieces)).forEach(mix) }
     }
 
     /// Final norm, then logits from the output head (the tied embedding) for `rows` of `hidden`.

@@ -375,49 +375,48 @@ final class QuantizedTests: XCTestCase {
     /// The blocked attention kernels give exactly the per-pair `dot` and per-key `axpy` results
     /// (so prefill and decode agree bit for bit), on every implementation, for shapes with and
     /// without whole register blocks, with zero weights among the keys.
-    /// The row-pointer forms (decode over a cache, rows out of order as a ring holds them), f16
-    /// and f32, equal per-pair `dot` and per-key `axpy` calls.
-    func testRowPointerAttentionKernelsEqualPerPairCallsBitForBit() {
+    /// The slot forms (decode over a cache's rows in place, slots out of order as a ring holds
+    /// them), f16 and f32, equal per-pair `dot` and per-key `axpy` calls.
+    func testCacheSlotAttentionKernelsEqualPerPairCallsBitForBit() {
         for isa in availableISAs {
             XCTAssertTrue(KernelISA.select(isa))
             for (queries, keys, count) in [(4, 9, 256), (2, 5, 64), (4, 3, 48), (1, 17, 256), (5, 8, 128)] {
                 let q = randomFloats(queries * count, seed: UInt64(queries * 100 + keys))
-                let floats = randomFloats(keys * count, seed: UInt64(keys * 7 + count))
+                // Rows of `count + 16` elements; the products read `count` of them from element 8.
+                let rowStride = count + 16
+                let floats = randomFloats(keys * rowStride, seed: UInt64(keys * 7 + count))
                 let halves = floats.map { ck_f32_to_fp16($0) }
-                let order = (0..<keys).map { ($0 * 5 + 2) % keys }  // scrambled, as ring slots are
+                let slots = (0..<keys).map { Int32(($0 * 5 + 2) % keys) }  // scrambled, as ring slots are
                 floats.withUnsafeBufferPointer { f in
                     halves.withUnsafeBufferPointer { h in
                         for half in [false, true] {
-                            let rows: [UnsafeRawPointer?] = order.map {
-                                half ? UnsafeRawPointer(h.baseAddress! + $0 * count) : UnsafeRawPointer(f.baseAddress! + $0 * count)
-                            }
-                            func dot(_ t: Int, _ j: Int) -> Float {
-                                q.withUnsafeBufferPointer { qb in
-                                    half ? VectorOps.dot(qb.baseAddress! + t * count, half: h.baseAddress! + order[j] * count, count: count)
-                                        : VectorOps.dot(qb.baseAddress! + t * count, f.baseAddress! + order[j] * count, count: count)
-                                }
-                            }
+                            let base = half ? UnsafeRawPointer(h.baseAddress! + 8) : UnsafeRawPointer(f.baseAddress! + 8)
+                            func row(_ j: Int) -> Int { Int(slots[j]) * rowStride + 8 }
                             var scores = [Float](repeating: .nan, count: queries * keys)
-                            VectorOps.attentionScores(q, queries: queries, queryStride: count, rows: rows, half: half, keys: keys,
-                                                      count: count, into: &scores, scoreStride: keys)
+                            VectorOps.attentionScores(q, queries: queries, queryStride: count, rows: base, half: half, slots: slots,
+                                                      rowStride: rowStride, keys: keys, count: count, into: &scores, scoreStride: keys)
                             for t in 0..<queries {
                                 for j in 0..<keys {
-                                    XCTAssertEqual(scores[t * keys + j].bitPattern, dot(t, j).bitPattern,
+                                    let expected = q.withUnsafeBufferPointer { qb in
+                                        half ? VectorOps.dot(qb.baseAddress! + t * count, half: h.baseAddress! + row(j), count: count)
+                                            : VectorOps.dot(qb.baseAddress! + t * count, f.baseAddress! + row(j), count: count)
+                                    }
+                                    XCTAssertEqual(scores[t * keys + j].bitPattern, expected.bitPattern,
                                                    "\(isa) half \(half) score \(t),\(j) of \(queries)×\(keys)×\(count)")
                                 }
                             }
                             var weights = scores.map { abs($0) / 10 }
                             for i in stride(from: 0, to: weights.count, by: 3) { weights[i] = 0 }
                             var out = [Float](repeating: .nan, count: queries * count)
-                            VectorOps.attentionMix(weights, queries: queries, weightStride: keys, rows: rows, half: half, keys: keys,
-                                                   count: count, into: &out, outStride: count)
+                            VectorOps.attentionMix(weights, queries: queries, weightStride: keys, rows: base, half: half, slots: slots,
+                                                   rowStride: rowStride, keys: keys, count: count, into: &out, outStride: count)
                             for t in 0..<queries {
                                 var expected = [Float](repeating: 0, count: count)
                                 for j in 0..<keys where weights[t * keys + j] != 0 {
                                     if half {
-                                        VectorOps.axpy(weights[t * keys + j], half: h.baseAddress! + order[j] * count, &expected, count: count)
+                                        VectorOps.axpy(weights[t * keys + j], half: h.baseAddress! + row(j), &expected, count: count)
                                     } else {
-                                        VectorOps.axpy(weights[t * keys + j], f.baseAddress! + order[j] * count, &expected, count: count)
+                                        VectorOps.axpy(weights[t * keys + j], f.baseAddress! + row(j), &expected, count: count)
                                     }
                                 }
                                 XCTAssertEqual(Array(out[(t * count)..<((t + 1) * count)]).map(\.bitPattern), expected.map(\.bitPattern),

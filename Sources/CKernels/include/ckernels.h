@@ -95,14 +95,13 @@ void ck_attention_scores(const float *q, int64_t queries, int64_t q_stride, cons
                          int64_t n, float *scores, int64_t s_stride);
 void ck_attention_mix(const float *s, int64_t queries, int64_t s_stride, const float *v, int64_t keys, int64_t v_stride,
                       int64_t n, float *out, int64_t o_stride);
-/// The same over rows given by pointer (a KV cache's slots, read in place): f16 rows
-/// `f16_rows[j]` (bit-identical to per-pair `ck_dot_f32_f16` calls and per-key `ck_axpy_f16`
-/// runs) or, when `f16_rows` is NULL, f32 rows `f32_rows[j]`. Decode attention of the query
-/// heads that share one K/V head.
-void ck_attention_scores_rows(const float *q, int64_t queries, int64_t q_stride, const float *const *f32_rows,
-                              const uint16_t *const *f16_rows, int64_t keys, int64_t n, float *scores, int64_t s_stride);
-void ck_attention_mix_rows(const float *s, int64_t queries, int64_t s_stride, const float *const *f32_rows,
-                           const uint16_t *const *f16_rows, int64_t keys, int64_t n, float *out, int64_t o_stride);
+/// The same over a KV cache's slots read in place: row j is `slots[j] · stride` elements from
+/// `base`, f16 with `half` (bit-identical to per-pair `ck_dot_f32_f16` calls and per-key
+/// `ck_axpy_f16` runs) or f32. Decode attention of the query heads that share one K/V head.
+void ck_attention_scores_slots(const float *q, int64_t queries, int64_t q_stride, const void *base, int half, const int32_t *slots,
+                               int64_t stride, int64_t keys, int64_t n, float *scores, int64_t s_stride);
+void ck_attention_mix_slots(const float *s, int64_t queries, int64_t s_stride, const void *base, int half, const int32_t *slots,
+                            int64_t stride, int64_t keys, int64_t n, float *out, int64_t o_stride);
 
 /// gate[i] ← GELU(gate[i]) · up[i] with llama.cpp's CPU numerics (GELU looked up in a table of
 /// f16 inputs and f16-rounded outputs; 0 below −10, identity above 10).
