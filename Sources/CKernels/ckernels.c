@@ -145,7 +145,7 @@ typedef struct {
     int (*dequantize_row)(int, const void *, float *, int64_t);
     void (*quantize_q8)(const float *, ck_q8_block *, int64_t, int);
     float (*vec_dot)(int, const void *, const float *, int64_t);
-    void (*(*sums_kernel)(int, int *))(const uint8_t *, int64_t, const ck_q8_block *, const int32_t *, int64_t, int64_t, float *, int64_t);
+    void (*(*group_kernel)(int, int *))(const uint8_t *, int64_t, const ck_q8_block *, const int32_t *, int64_t, int64_t, float *, int64_t);
     float (*dot_f32)(const float *, const float *, int64_t);
     void (*axpy_f32)(float, const float *, float *, int64_t);
     void (*round_to_half)(float *, int64_t);
@@ -164,13 +164,13 @@ typedef struct {
 } ck_variant;
 
 static const ck_variant ck_variants[3] = {
-    {dequantize_row_scalar, quantize_q8_scalar, vec_dot_scalar, sums_kernel_scalar, dot_f32_scalar, axpy_f32_scalar, round_to_half_scalar, f32_to_f16_row_scalar, f16_to_f32_row_scalar, unpack_row_scalar, dot_unpacked_scalar, attention_scores_scalar, attention_mix_scalar, attention_scores_slots_scalar, attention_mix_slots_scalar, geglu_f16_table_scalar, dot_f32_f16_scalar, axpy_f16_scalar, argmax_f32_scalar},
+    {dequantize_row_scalar, quantize_q8_scalar, vec_dot_scalar, group_kernel_scalar, dot_f32_scalar, axpy_f32_scalar, round_to_half_scalar, f32_to_f16_row_scalar, f16_to_f32_row_scalar, unpack_row_scalar, dot_unpacked_scalar, attention_scores_scalar, attention_mix_scalar, attention_scores_slots_scalar, attention_mix_slots_scalar, geglu_f16_table_scalar, dot_f32_f16_scalar, axpy_f16_scalar, argmax_f32_scalar},
 #if CK_X86
-    {dequantize_row_avx2, quantize_q8_avx2, vec_dot_avx2, sums_kernel_avx2, dot_f32_avx2, axpy_f32_avx2, round_to_half_avx2, f32_to_f16_row_avx2, f16_to_f32_row_avx2, unpack_row_avx2, dot_unpacked_avx2, attention_scores_avx2, attention_mix_avx2, attention_scores_slots_avx2, attention_mix_slots_avx2, geglu_f16_table_avx2, dot_f32_f16_avx2, axpy_f16_avx2, argmax_f32_avx2},
-    {dequantize_row_avx512, quantize_q8_avx512, vec_dot_avx512, sums_kernel_avx512, dot_f32_avx512, axpy_f32_avx512, round_to_half_avx512, f32_to_f16_row_avx512, f16_to_f32_row_avx512, unpack_row_avx512, dot_unpacked_avx512, attention_scores_avx512, attention_mix_avx512, attention_scores_slots_avx512, attention_mix_slots_avx512, geglu_f16_table_avx512, dot_f32_f16_avx512, axpy_f16_avx512, argmax_f32_avx512},
+    {dequantize_row_avx2, quantize_q8_avx2, vec_dot_avx2, group_kernel_avx2, dot_f32_avx2, axpy_f32_avx2, round_to_half_avx2, f32_to_f16_row_avx2, f16_to_f32_row_avx2, unpack_row_avx2, dot_unpacked_avx2, attention_scores_avx2, attention_mix_avx2, attention_scores_slots_avx2, attention_mix_slots_avx2, geglu_f16_table_avx2, dot_f32_f16_avx2, axpy_f16_avx2, argmax_f32_avx2},
+    {dequantize_row_avx512, quantize_q8_avx512, vec_dot_avx512, group_kernel_avx512, dot_f32_avx512, axpy_f32_avx512, round_to_half_avx512, f32_to_f16_row_avx512, f16_to_f32_row_avx512, unpack_row_avx512, dot_unpacked_avx512, attention_scores_avx512, attention_mix_avx512, attention_scores_slots_avx512, attention_mix_slots_avx512, geglu_f16_table_avx512, dot_f32_f16_avx512, axpy_f16_avx512, argmax_f32_avx512},
 #else
-    {dequantize_row_scalar, quantize_q8_scalar, vec_dot_scalar, sums_kernel_scalar, dot_f32_scalar, axpy_f32_scalar, round_to_half_scalar, f32_to_f16_row_scalar, f16_to_f32_row_scalar, unpack_row_scalar, dot_unpacked_scalar, attention_scores_scalar, attention_mix_scalar, attention_scores_slots_scalar, attention_mix_slots_scalar, geglu_f16_table_scalar, dot_f32_f16_scalar, axpy_f16_scalar, argmax_f32_scalar},
-    {dequantize_row_scalar, quantize_q8_scalar, vec_dot_scalar, sums_kernel_scalar, dot_f32_scalar, axpy_f32_scalar, round_to_half_scalar, f32_to_f16_row_scalar, f16_to_f32_row_scalar, unpack_row_scalar, dot_unpacked_scalar, attention_scores_scalar, attention_mix_scalar, attention_scores_slots_scalar, attention_mix_slots_scalar, geglu_f16_table_scalar, dot_f32_f16_scalar, axpy_f16_scalar, argmax_f32_scalar},
+    {dequantize_row_scalar, quantize_q8_scalar, vec_dot_scalar, group_kernel_scalar, dot_f32_scalar, axpy_f32_scalar, round_to_half_scalar, f32_to_f16_row_scalar, f16_to_f32_row_scalar, unpack_row_scalar, dot_unpacked_scalar, attention_scores_scalar, attention_mix_scalar, attention_scores_slots_scalar, attention_mix_slots_scalar, geglu_f16_table_scalar, dot_f32_f16_scalar, axpy_f16_scalar, argmax_f32_scalar},
+    {dequantize_row_scalar, quantize_q8_scalar, vec_dot_scalar, group_kernel_scalar, dot_f32_scalar, axpy_f32_scalar, round_to_half_scalar, f32_to_f16_row_scalar, f16_to_f32_row_scalar, unpack_row_scalar, dot_unpacked_scalar, attention_scores_scalar, attention_mix_scalar, attention_scores_slots_scalar, attention_mix_slots_scalar, geglu_f16_table_scalar, dot_f32_f16_scalar, axpy_f16_scalar, argmax_f32_scalar},
 #endif
 };
 
@@ -524,11 +524,11 @@ static void ck_matvec_task(void *context, int64_t index) {
         // Groups of rows read in place where the variant has a kernel for the format; the
         // rest unpacked one row at a time (the same arithmetic).
         int group = 0;
-        void (*sums_kernel)(const uint8_t *, int64_t, const ck_q8_block *, const int32_t *, int64_t, int64_t, float *, int64_t) =
-            job->variant->sums_kernel(job->type, &group);
-        if (sums_kernel)
+        void (*group_kernel)(const uint8_t *, int64_t, const ck_q8_block *, const int32_t *, int64_t, int64_t, float *, int64_t) =
+            job->variant->group_kernel(job->type, &group);
+        if (group_kernel)
             for (; first + group <= end; first += group)
-                sums_kernel(job->weights + first * job->row_stride, job->row_stride, job->xq, job->xsum, job->cols / 32, job->count,
+                group_kernel(job->weights + first * job->row_stride, job->row_stride, job->xq, job->xsum, job->cols / 32, job->count,
                             job->y + first, job->rows);
         if (first >= end) return;
         int64_t nb = job->cols / 32;

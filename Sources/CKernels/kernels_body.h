@@ -422,16 +422,6 @@ static inline CK_TARGET __m256i CK_NAME(lane_sums)(__m256i vq, __m256i vx) {
     return _mm256_madd_epi16(_mm256_maddubs_epi16(abs_q, signed_x), _mm256_set1_epi16(1));
 #endif
 }
-
-/// `lane_sums` for values in 0…127 (nibbles): the same exact sums without the sign tricks
-/// (maddubs pairs stay within int16: 2 · 127 · 128 < 32768).
-static inline CK_TARGET __m256i CK_NAME(unsigned_lane_sums)(__m256i vq, __m256i vx) {
-#if CK_VARIANT_AVX512
-    return _mm256_dpbusd_epi32(_mm256_setzero_si256(), vq, vx);
-#else
-    return _mm256_madd_epi16(_mm256_maddubs_epi16(vq, vx), _mm256_set1_epi16(1));
-#endif
-}
 #endif
 
 /// `y[v · y_stride] = row · x_v` for one unpacked row and `count` vectors: per block, the
@@ -472,52 +462,6 @@ static CK_TARGET void CK_NAME(dot_unpacked)(const int8_t *q, const float *scales
 }
 
 #if CK_VARIANT_AVX2 || CK_VARIANT_AVX512
-// MARK: block values in registers
-
-/// 0xFF in byte i where bit i of `bits` is set.
-static inline CK_TARGET __m256i CK_NAME(bytes_from_bits)(uint32_t bits) {
-    const __m256i shuffle = _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202, 0x0101010101010101, 0x0000000000000000);
-    __m256i spread = _mm256_shuffle_epi8(_mm256_set1_epi32((int)bits), shuffle);
-    const __m256i select = _mm256_set1_epi64x((long long)0x7fbfdfeff7fbfdfe);
-    spread = _mm256_or_si256(spread, select);
-    return _mm256_cmpeq_epi8(spread, _mm256_set1_epi64x(-1));
-}
-
-/// Sixteen bytes of packed nibbles as 32 values 0…15: the low nibbles (elements 0–15), then
-/// the high ones (16–31).
-static inline __attribute__((always_inline)) CK_TARGET __m256i CK_NAME(unpack_nibbles)(const uint8_t *packed) {
-    __m128i qs = _mm_loadu_si128((const __m128i *)packed);
-    return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(qs, 4), qs), _mm256_set1_epi8(0x0F));
-}
-
-/// A Q8_0 block's values.
-static inline __attribute__((always_inline)) CK_TARGET __m256i CK_NAME(q8_0_signed_values)(const uint8_t *p) {
-    return _mm256_loadu_si256((const __m256i *)(p + 2));
-}
-
-/// A Q8_0 block's values as unsigned bytes (value + 128).
-static inline __attribute__((always_inline)) CK_TARGET __m256i CK_NAME(q8_0_unsigned_values)(const uint8_t *p) {
-    return _mm256_xor_si256(CK_NAME(q8_0_signed_values)(p), _mm256_set1_epi8((char)0x80));
-}
-
-/// A Q5_0 block's values as unsigned bytes (value + 16, 0…31): nibbles plus the fifth bit.
-static inline __attribute__((always_inline)) CK_TARGET __m256i CK_NAME(q5_0_unsigned_values)(const uint8_t *p) {
-    __m256i nibbles = CK_NAME(unpack_nibbles)(p + 6);
-    uint32_t qh;
-    memcpy(&qh, p + 2, 4);
-#if CK_VARIANT_AVX512
-    return _mm256_mask_add_epi8(nibbles, (__mmask32)qh, nibbles, _mm256_set1_epi8(0x10));
-#else
-    return _mm256_or_si256(nibbles, _mm256_and_si256(CK_NAME(bytes_from_bits)(qh), _mm256_set1_epi8(0x10)));
-#endif
-}
-
-/// A Q5_0 block's values (−16…15), for the sign trick.
-static inline __attribute__((always_inline)) CK_TARGET __m256i CK_NAME(q5_0_signed_values)(const uint8_t *p) {
-    return _mm256_sub_epi8(CK_NAME(q5_0_unsigned_values)(p), _mm256_set1_epi8(16));
-}
-
-#if CK_VARIANT_AVX2 || CK_VARIANT_AVX512
 /// The group kernels below read a group of rows (`group_bytes`, contiguous) as interleaved
 /// streams, which the hardware prefetchers follow poorly, in `steps` steps (blocks or
 /// super-blocks): step i prefetches slice i (`prefetch_slice` bytes) of the next group into L1
@@ -543,13 +487,41 @@ static inline __attribute__((always_inline)) CK_TARGET void CK_NAME(prefetch_ahe
 // sums of four rows are added horizontally into their four exact block sums, then converted
 // and fused-added with d · x.d as four lanes of one register — `dot_unpacked`'s arithmetic.
 
-/// A block's 32 values, signed.
+/// 0xFF in byte i where bit i of `bits` is set.
+static inline CK_TARGET __m256i CK_NAME(bytes_from_bits)(uint32_t bits) {
+    const __m256i shuffle = _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202, 0x0101010101010101, 0x0000000000000000);
+    __m256i spread = _mm256_shuffle_epi8(_mm256_set1_epi32((int)bits), shuffle);
+    const __m256i select = _mm256_set1_epi64x((long long)0x7fbfdfeff7fbfdfe);
+    spread = _mm256_or_si256(spread, select);
+    return _mm256_cmpeq_epi8(spread, _mm256_set1_epi64x(-1));
+}
+
+/// Sixteen bytes of packed nibbles as 32 values 0…15: the low nibbles (elements 0–15), then
+/// the high ones (16–31).
+static inline __attribute__((always_inline)) CK_TARGET __m256i CK_NAME(unpack_nibbles)(const uint8_t *packed) {
+    __m128i qs = _mm_loadu_si128((const __m128i *)packed);
+    return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(qs, 4), qs), _mm256_set1_epi8(0x0F));
+}
+
+/// A block's 32 values, signed: Q8_0 as stored, Q5_0 nibbles plus the fifth bit − 16, Q4_0
+/// nibbles − 8.
 static inline __attribute__((always_inline)) CK_TARGET __m256i CK_NAME(block_signed_values)(int type, const uint8_t *block) {
     switch (type) {
-    case CK_Q8_0: return CK_NAME(q8_0_signed_values)(block);
-    case CK_Q5_0: return CK_NAME(q5_0_signed_values)(block);
+    case CK_Q8_0: return _mm256_loadu_si256((const __m256i *)(block + 2));
+    case CK_Q5_0: {
+        uint32_t qh;
+        memcpy(&qh, block + 2, 4);
+        __m256i values = _mm256_or_si256(CK_NAME(unpack_nibbles)(block + 6), _mm256_and_si256(CK_NAME(bytes_from_bits)(qh), _mm256_set1_epi8(0x10)));
+        return _mm256_sub_epi8(values, _mm256_set1_epi8(16));
+    }
     default: return _mm256_sub_epi8(CK_NAME(unpack_nibbles)(block + 2), _mm256_set1_epi8(8));
     }
+}
+
+/// `lane_sums` for values in 0…127 (nibbles): the same exact sums without the sign tricks
+/// (maddubs pairs stay within int16: 2 · 127 · 128 < 32768).
+static inline CK_TARGET __m256i CK_NAME(unsigned_lane_sums)(__m256i vq, __m256i vx) {
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(vq, vx), _mm256_set1_epi16(1));
 }
 
 /// The exact sums of four rows' lane sums: low 128 bits the sums over lanes 0–3 (values 0–15)
@@ -685,11 +657,14 @@ static inline __attribute__((always_inline)) CK_TARGET __m512i CK_NAME(row_offse
     return _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0), _mm512_set1_epi32((int)stride));
 }
 
+/// The low (or with `high` the high) f16 halves of sixteen 32-bit lanes, as floats.
+static inline __attribute__((always_inline)) CK_TARGET __m512 CK_NAME(halves16)(__m512i words, int high) {
+    return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(high ? _mm512_srli_epi32(words, 16) : words));
+}
+
 /// The f16 at `base + offsets[r]` (its high half with `high`) of sixteen rows, as floats.
 static inline __attribute__((always_inline)) CK_TARGET __m512 CK_NAME(gather_halves16)(const uint8_t *base, __m512i offsets, int high) {
-    __m512i words = _mm512_i32gather_epi32(offsets, (const void *)base, 1);
-    if (high) words = _mm512_srli_epi32(words, 16);
-    return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(words));
+    return CK_NAME(halves16)(_mm512_i32gather_epi32(offsets, (const void *)base, 1), high);
 }
 
 /// out[c] lane r = bytes 4c…4c+3 of the 32 at `src + r · stride` (r < 16).
@@ -821,7 +796,8 @@ static inline __attribute__((always_inline)) CK_TARGET void CK_NAME(rows16_q4_k_
     for (int64_t s = 0; s < supers; s++) {
         const uint8_t *block = p + 144 * s;
         CK_NAME(prefetch_ahead)(p, group_bytes, slice, s, 2);
-        __m512 d = CK_NAME(gather_halves16)(block, offsets, 0), neg_dmin = CK_NAME(negate16)(CK_NAME(gather_halves16)(block, offsets, 1));
+        __m512i scales = _mm512_i32gather_epi32(offsets, (const void *)block, 1);  // d, dmin
+        __m512 d = CK_NAME(halves16)(scales, 0), neg_dmin = CK_NAME(negate16)(CK_NAME(halves16)(scales, 1));
         __m512i w0 = _mm512_i32gather_epi32(offsets, (const void *)(block + 4), 1);
         __m512i w1 = _mm512_i32gather_epi32(offsets, (const void *)(block + 8), 1);
         __m512i w2 = _mm512_i32gather_epi32(offsets, (const void *)(block + 12), 1);
@@ -908,13 +884,12 @@ static inline __attribute__((always_inline)) CK_TARGET void CK_NAME(rows16_q6_k_
 #endif
 
 #if CK_VARIANT_AVX2 || CK_VARIANT_AVX512
-/// A group of rows (`CK_SUMS_ROWS`: sixteen on AVX-512, four on AVX2) × any number of vectors,
+/// A group of rows (`CK_GROUP_KERNEL_ROWS`: sixteen on AVX-512, four on AVX2) × any number of vectors,
 /// four at a time, with `dot_unpacked`'s arithmetic. `xsum` holds Σ qs of each activation
 /// half-block.
-#define CK_SUMS_KERNEL(name, body)                                                                                          \
-    static CK_TARGET void CK_NAME(sums_##name)(const uint8_t *p, int64_t stride, const ck_q8_block *xb,                      \
+#define CK_GROUP_KERNEL(name, body)                                                                                          \
+    static CK_TARGET void CK_NAME(group_##name)(const uint8_t *p, int64_t stride, const ck_q8_block *xb,                      \
                                                const int32_t *xsum, int64_t nb, int64_t count, float *y, int64_t y_stride) { \
-        (void)xsum;                                                                                                         \
         for (int64_t v = 0; v < count; v += 4) {                                                                            \
             const ck_q8_block *x = xb + v * nb;                                                                             \
             const int32_t *xs = xsum + 2 * v * nb;                                                                          \
@@ -929,46 +904,44 @@ static inline __attribute__((always_inline)) CK_TARGET void CK_NAME(rows16_q6_k_
         }                                                                                                                   \
     }
 #if CK_VARIANT_AVX512
-#define CK_SUMS_ROWS 16
+#define CK_GROUP_KERNEL_ROWS 16
 #define CK_Q8_0_BODY(n) CK_NAME(rows16_body)(CK_Q8_0, 34, 128, p, stride, x, xs, nb, n, out, y_stride)
 #define CK_Q5_0_BODY(n) CK_NAME(rows16_body)(CK_Q5_0, 22, 16, p, stride, x, xs, nb, n, out, y_stride)
 #define CK_Q4_0_BODY(n) CK_NAME(rows16_body)(CK_Q4_0, 18, 8, p, stride, x, xs, nb, n, out, y_stride)
 #define CK_Q4_K_BODY(n) CK_NAME(rows16_q4_k_body)(p, stride, x, nb, n, out, y_stride)
 #define CK_Q6_K_BODY(n) CK_NAME(rows16_q6_k_body)(p, stride, x, xs, nb, n, out, y_stride)
 #else
-#define CK_SUMS_ROWS 4
+#define CK_GROUP_KERNEL_ROWS 4
 #define CK_Q8_0_BODY(n) CK_NAME(rows4_body)(CK_Q8_0, 34, p, stride, x, nb, n, out, y_stride)
 #define CK_Q5_0_BODY(n) CK_NAME(rows4_body)(CK_Q5_0, 22, p, stride, x, nb, n, out, y_stride)
 #define CK_Q4_0_BODY(n) CK_NAME(rows4_body)(CK_Q4_0, 18, p, stride, x, nb, n, out, y_stride)
 #define CK_Q4_K_BODY(n) CK_NAME(rows4_q4_k_body)(p, stride, x, nb, n, out, y_stride)
 #define CK_Q6_K_BODY(n) CK_NAME(rows4_q6_k_body)(p, stride, x, nb, n, out, y_stride)
 #endif
-CK_SUMS_KERNEL(q8_0, CK_Q8_0_BODY)
-CK_SUMS_KERNEL(q5_0, CK_Q5_0_BODY)
-CK_SUMS_KERNEL(q4_0, CK_Q4_0_BODY)
-CK_SUMS_KERNEL(q4_k, CK_Q4_K_BODY)
-CK_SUMS_KERNEL(q6_k, CK_Q6_K_BODY)
+CK_GROUP_KERNEL(q8_0, CK_Q8_0_BODY)
+CK_GROUP_KERNEL(q5_0, CK_Q5_0_BODY)
+CK_GROUP_KERNEL(q4_0, CK_Q4_0_BODY)
+CK_GROUP_KERNEL(q4_k, CK_Q4_K_BODY)
+CK_GROUP_KERNEL(q6_k, CK_Q6_K_BODY)
 #undef CK_Q4_K_BODY
 #undef CK_Q6_K_BODY
 #undef CK_Q8_0_BODY
 #undef CK_Q5_0_BODY
 #undef CK_Q4_0_BODY
-#undef CK_SUMS_KERNEL
+#undef CK_GROUP_KERNEL
 #endif
 
-#endif
-
-/// The block-sum kernel of `type` for a group of `*rows` rows and any number of vectors
+/// The group kernel of `type` for a group of `*rows` rows and any number of vectors
 /// (read in place), or NULL.
-static CK_TARGET void (*CK_NAME(sums_kernel)(int type, int *rows))(const uint8_t *, int64_t, const ck_q8_block *, const int32_t *, int64_t, int64_t, float *, int64_t) {
+static CK_TARGET void (*CK_NAME(group_kernel)(int type, int *rows))(const uint8_t *, int64_t, const ck_q8_block *, const int32_t *, int64_t, int64_t, float *, int64_t) {
 #if CK_VARIANT_AVX2 || CK_VARIANT_AVX512
-    *rows = CK_SUMS_ROWS;
+    *rows = CK_GROUP_KERNEL_ROWS;
     switch (type) {
-    case CK_Q8_0: return CK_NAME(sums_q8_0);
-    case CK_Q5_0: return CK_NAME(sums_q5_0);
-    case CK_Q4_0: return CK_NAME(sums_q4_0);
-    case CK_Q4_K: return CK_NAME(sums_q4_k);
-    case CK_Q6_K: return CK_NAME(sums_q6_k);
+    case CK_Q8_0: return CK_NAME(group_q8_0);
+    case CK_Q5_0: return CK_NAME(group_q5_0);
+    case CK_Q4_0: return CK_NAME(group_q4_0);
+    case CK_Q4_K: return CK_NAME(group_q4_k);
+    case CK_Q6_K: return CK_NAME(group_q6_k);
     default: return NULL;
     }
 #else
@@ -977,7 +950,7 @@ static CK_TARGET void (*CK_NAME(sums_kernel)(int type, int *rows))(const uint8_t
     return NULL;
 #endif
 }
-#undef CK_SUMS_ROWS
+#undef CK_GROUP_KERNEL_ROWS
 
 // MARK: attention products
 //
