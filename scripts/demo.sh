@@ -14,16 +14,11 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$run"; }
 trap cleanup EXIT
 
-activate() {  # NAME BINARY ARGS...
-  local name=$1; shift
-  systemd-socket-activate -l "$run/$name.sock" --fdname="$name" -E OPENBLAS_CORETYPE "$@" 2>"$run/$name.log" &
-  pids+=($!)
-}
-activate tokenizer "$bin/gemma-tokenizer" --model "$model"
-activate decoder "$bin/gemma-decoder" --model "$model" --tokenizer "unix:$run/tokenizer.sock" \
+activate_service "$run" tokenizer "$bin/gemma-tokenizer" --model "$model"
+activate_service "$run" decoder "$bin/gemma-decoder" --model "$model" --tokenizer "unix:$run/tokenizer.sock" \
   ${vision_model:+--vision "unix:$run/vision.sock"}
 if [ -n "$vision_model" ]; then
-  activate vision "$bin/gemma-vision" --model "$vision_model"
+  activate_service "$run" vision "$bin/gemma-vision" --model "$vision_model"
 else
   echo "(no vision model: the 270M is text-only; set GEMMA_VISION_MODEL to an mmproj GGUF or HF folder to start the vision service)"
 fi

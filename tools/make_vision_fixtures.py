@@ -381,6 +381,7 @@ def write_manifest(root, manifest):
         total += sum(os.path.getsize(os.path.join(dirpath, n)) for n in files)
     print(f"fixtures: {total / 1e6:.2f} MB under {root}", file=sys.stderr)
 
+
 def main():
     print("transformers", transformers.__version__, "torch", torch.__version__, file=sys.stderr)
     models, processors, manifest = {}, {}, {"transformers": transformers.__version__,
