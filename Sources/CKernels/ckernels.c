@@ -153,10 +153,8 @@ typedef struct {
     void (*f16_to_f32_row)(const uint16_t *, float *, int64_t);
     int (*unpack_row)(int, const uint8_t *, int64_t, int8_t *, float *, float *);
     void (*dot_unpacked)(const int8_t *, const float *, const float *, int, int, int64_t, const ck_q8_block *, int64_t, float *, int64_t);
-    void (*attention_scores)(const float *, int64_t, int64_t, const float *, int64_t, int64_t, int64_t, float *, int64_t);
-    void (*attention_mix)(const float *, int64_t, int64_t, const float *, int64_t, int64_t, int64_t, float *, int64_t);
-    void (*attention_scores_slots)(const float *, int64_t, int64_t, const void *, int, const int32_t *, int64_t, int64_t, int64_t, float *, int64_t);
-    void (*attention_mix_slots)(const float *, int64_t, int64_t, const void *, int, const int32_t *, int64_t, int64_t, int64_t, float *, int64_t);
+    void (*attention_scores)(const float *, int64_t, int64_t, const void *, int, const int32_t *, int64_t, int64_t, int64_t, float *, int64_t);
+    void (*attention_mix)(const float *, int64_t, int64_t, const void *, int, const int32_t *, int64_t, int64_t, int64_t, float *, int64_t);
     void (*geglu_f16_table)(float *, const float *, int64_t);
     float (*dot_f32_f16)(const float *, const uint16_t *, int64_t);
     void (*axpy_f16)(float, const uint16_t *, float *, int64_t);
@@ -164,13 +162,13 @@ typedef struct {
 } ck_variant;
 
 static const ck_variant ck_variants[3] = {
-    {dequantize_row_scalar, quantize_q8_scalar, vec_dot_scalar, group_kernel_scalar, dot_f32_scalar, axpy_f32_scalar, round_to_half_scalar, f32_to_f16_row_scalar, f16_to_f32_row_scalar, unpack_row_scalar, dot_unpacked_scalar, attention_scores_scalar, attention_mix_scalar, attention_scores_slots_scalar, attention_mix_slots_scalar, geglu_f16_table_scalar, dot_f32_f16_scalar, axpy_f16_scalar, argmax_f32_scalar},
+    {dequantize_row_scalar, quantize_q8_scalar, vec_dot_scalar, group_kernel_scalar, dot_f32_scalar, axpy_f32_scalar, round_to_half_scalar, f32_to_f16_row_scalar, f16_to_f32_row_scalar, unpack_row_scalar, dot_unpacked_scalar, attention_scores_scalar, attention_mix_scalar, geglu_f16_table_scalar, dot_f32_f16_scalar, axpy_f16_scalar, argmax_f32_scalar},
 #if CK_X86
-    {dequantize_row_avx2, quantize_q8_avx2, vec_dot_avx2, group_kernel_avx2, dot_f32_avx2, axpy_f32_avx2, round_to_half_avx2, f32_to_f16_row_avx2, f16_to_f32_row_avx2, unpack_row_avx2, dot_unpacked_avx2, attention_scores_avx2, attention_mix_avx2, attention_scores_slots_avx2, attention_mix_slots_avx2, geglu_f16_table_avx2, dot_f32_f16_avx2, axpy_f16_avx2, argmax_f32_avx2},
-    {dequantize_row_avx512, quantize_q8_avx512, vec_dot_avx512, group_kernel_avx512, dot_f32_avx512, axpy_f32_avx512, round_to_half_avx512, f32_to_f16_row_avx512, f16_to_f32_row_avx512, unpack_row_avx512, dot_unpacked_avx512, attention_scores_avx512, attention_mix_avx512, attention_scores_slots_avx512, attention_mix_slots_avx512, geglu_f16_table_avx512, dot_f32_f16_avx512, axpy_f16_avx512, argmax_f32_avx512},
+    {dequantize_row_avx2, quantize_q8_avx2, vec_dot_avx2, group_kernel_avx2, dot_f32_avx2, axpy_f32_avx2, round_to_half_avx2, f32_to_f16_row_avx2, f16_to_f32_row_avx2, unpack_row_avx2, dot_unpacked_avx2, attention_scores_avx2, attention_mix_avx2, geglu_f16_table_avx2, dot_f32_f16_avx2, axpy_f16_avx2, argmax_f32_avx2},
+    {dequantize_row_avx512, quantize_q8_avx512, vec_dot_avx512, group_kernel_avx512, dot_f32_avx512, axpy_f32_avx512, round_to_half_avx512, f32_to_f16_row_avx512, f16_to_f32_row_avx512, unpack_row_avx512, dot_unpacked_avx512, attention_scores_avx512, attention_mix_avx512, geglu_f16_table_avx512, dot_f32_f16_avx512, axpy_f16_avx512, argmax_f32_avx512},
 #else
-    {dequantize_row_scalar, quantize_q8_scalar, vec_dot_scalar, group_kernel_scalar, dot_f32_scalar, axpy_f32_scalar, round_to_half_scalar, f32_to_f16_row_scalar, f16_to_f32_row_scalar, unpack_row_scalar, dot_unpacked_scalar, attention_scores_scalar, attention_mix_scalar, attention_scores_slots_scalar, attention_mix_slots_scalar, geglu_f16_table_scalar, dot_f32_f16_scalar, axpy_f16_scalar, argmax_f32_scalar},
-    {dequantize_row_scalar, quantize_q8_scalar, vec_dot_scalar, group_kernel_scalar, dot_f32_scalar, axpy_f32_scalar, round_to_half_scalar, f32_to_f16_row_scalar, f16_to_f32_row_scalar, unpack_row_scalar, dot_unpacked_scalar, attention_scores_scalar, attention_mix_scalar, attention_scores_slots_scalar, attention_mix_slots_scalar, geglu_f16_table_scalar, dot_f32_f16_scalar, axpy_f16_scalar, argmax_f32_scalar},
+    {dequantize_row_scalar, quantize_q8_scalar, vec_dot_scalar, group_kernel_scalar, dot_f32_scalar, axpy_f32_scalar, round_to_half_scalar, f32_to_f16_row_scalar, f16_to_f32_row_scalar, unpack_row_scalar, dot_unpacked_scalar, attention_scores_scalar, attention_mix_scalar, geglu_f16_table_scalar, dot_f32_f16_scalar, axpy_f16_scalar, argmax_f32_scalar},
+    {dequantize_row_scalar, quantize_q8_scalar, vec_dot_scalar, group_kernel_scalar, dot_f32_scalar, axpy_f32_scalar, round_to_half_scalar, f32_to_f16_row_scalar, f16_to_f32_row_scalar, unpack_row_scalar, dot_unpacked_scalar, attention_scores_scalar, attention_mix_scalar, geglu_f16_table_scalar, dot_f32_f16_scalar, axpy_f16_scalar, argmax_f32_scalar},
 #endif
 };
 
@@ -301,21 +299,13 @@ void ck_axpy_f32(float a, const float *x, float *y, int64_t n) { ck_current()->a
 float ck_dot_f32_f16(const float *a, const uint16_t *b, int64_t n) { return ck_current()->dot_f32_f16(a, b, n); }
 void ck_axpy_f16(float a, const uint16_t *x, float *y, int64_t n) { ck_current()->axpy_f16(a, x, y, n); }
 int64_t ck_argmax_f32(const float *x, int64_t n) { return ck_current()->argmax_f32(x, n); }
-void ck_attention_scores(const float *q, int64_t queries, int64_t q_stride, const float *k, int64_t keys, int64_t k_stride,
-                         int64_t n, float *scores, int64_t s_stride) {
-    ck_current()->attention_scores(q, queries, q_stride, k, keys, k_stride, n, scores, s_stride);
+void ck_attention_scores(const float *q, int64_t queries, int64_t q_stride, const void *base, int half, const int32_t *slots,
+                         int64_t stride, int64_t keys, int64_t n, float *scores, int64_t s_stride) {
+    ck_current()->attention_scores(q, queries, q_stride, base, half, slots, stride, keys, n, scores, s_stride);
 }
-void ck_attention_mix(const float *s, int64_t queries, int64_t s_stride, const float *v, int64_t keys, int64_t v_stride,
-                      int64_t n, float *out, int64_t o_stride) {
-    ck_current()->attention_mix(s, queries, s_stride, v, keys, v_stride, n, out, o_stride);
-}
-void ck_attention_scores_slots(const float *q, int64_t queries, int64_t q_stride, const void *base, int half, const int32_t *slots,
-                               int64_t stride, int64_t keys, int64_t n, float *scores, int64_t s_stride) {
-    ck_current()->attention_scores_slots(q, queries, q_stride, base, half, slots, stride, keys, n, scores, s_stride);
-}
-void ck_attention_mix_slots(const float *s, int64_t queries, int64_t s_stride, const void *base, int half, const int32_t *slots,
-                            int64_t stride, int64_t keys, int64_t n, float *out, int64_t o_stride) {
-    ck_current()->attention_mix_slots(s, queries, s_stride, base, half, slots, stride, keys, n, out, o_stride);
+void ck_attention_mix(const float *s, int64_t queries, int64_t s_stride, const void *base, int half, const int32_t *slots,
+                      int64_t stride, int64_t keys, int64_t n, float *out, int64_t o_stride) {
+    ck_current()->attention_mix(s, queries, s_stride, base, half, slots, stride, keys, n, out, o_stride);
 }
 void ck_geglu_f16_table(float *gate, const float *up, int64_t n) { ck_current()->geglu_f16_table(gate, up, n); }
 void ck_round_to_half(float *x, int64_t n) { ck_current()->round_to_half(x, n); }

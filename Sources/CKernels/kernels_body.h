@@ -956,8 +956,8 @@ static CK_TARGET void (*CK_NAME(group_kernel)(int type, int *rows))(const uint8_
 //
 // `attention_scores` and `attention_mix` give, for every (query, key) pair, exactly what
 // `dot_f32` and a run of `axpy_f32` calls give (sixteen fused-multiply-add lanes summed in lane
-// order; fused adds in key order), and their `_slots` forms over a cache's slots read in place
-// (f16 rows as `dot_f32_f16` and `axpy_f16` give), so prefill and decode agree bit for bit.
+// order; fused adds in key order) — over contiguous runs or a cache's slots read in place, f16
+// rows as `dot_f32_f16` and `axpy_f16` give — so prefill and decode agree bit for bit.
 // The AVX-512 variant computes 4×4 blocks of pairs with the lane sums transposed into
 // registers; the others make the per-pair calls.
 
@@ -1097,29 +1097,16 @@ static inline __attribute__((always_inline)) CK_TARGET void CK_NAME(attention_mi
     }
 }
 
-static CK_TARGET void CK_NAME(attention_scores)(const float *q, int64_t queries, int64_t q_stride, const float *k,
-                                                int64_t keys, int64_t k_stride, int64_t n, float *scores, int64_t s_stride) {
-    CK_NAME(attention_rows) rows = {k, k_stride, NULL, 0};
-    CK_NAME(attention_scores_body)(q, queries, q_stride, &rows, keys, n, scores, s_stride);
-}
-
-static CK_TARGET void CK_NAME(attention_mix)(const float *s, int64_t queries, int64_t s_stride, const float *v,
-                                             int64_t keys, int64_t v_stride, int64_t n, float *out, int64_t o_stride) {
-    CK_NAME(attention_rows) rows = {v, v_stride, NULL, 0};
-    CK_NAME(attention_mix_body)(s, queries, s_stride, &rows, keys, n, out, o_stride);
-}
-
-/// Over a cache's slots: row j is `slots[j] · stride` elements (f16 with `half`) from `base`.
-static CK_TARGET void CK_NAME(attention_scores_slots)(const float *q, int64_t queries, int64_t q_stride, const void *base, int half,
-                                                      const int32_t *slots, int64_t stride, int64_t keys, int64_t n, float *scores,
-                                                      int64_t s_stride) {
+static CK_TARGET void CK_NAME(attention_scores)(const float *q, int64_t queries, int64_t q_stride, const void *base, int half,
+                                                const int32_t *slots, int64_t stride, int64_t keys, int64_t n, float *scores,
+                                                int64_t s_stride) {
     CK_NAME(attention_rows) rows = {base, stride, slots, half};
     CK_NAME(attention_scores_body)(q, queries, q_stride, &rows, keys, n, scores, s_stride);
 }
 
-static CK_TARGET void CK_NAME(attention_mix_slots)(const float *s, int64_t queries, int64_t s_stride, const void *base, int half,
-                                                   const int32_t *slots, int64_t stride, int64_t keys, int64_t n, float *out,
-                                                   int64_t o_stride) {
+static CK_TARGET void CK_NAME(attention_mix)(const float *s, int64_t queries, int64_t s_stride, const void *base, int half,
+                                             const int32_t *slots, int64_t stride, int64_t keys, int64_t n, float *out,
+                                             int64_t o_stride) {
     CK_NAME(attention_rows) rows = {base, stride, slots, half};
     CK_NAME(attention_mix_body)(s, queries, s_stride, &rows, keys, n, out, o_stride);
 }

@@ -246,52 +246,30 @@ public enum VectorOps {
         ck_axpy_f16(alpha, x, y, Int64(count))
     }
 
-    /// `scores[t·scoreStride + j] = q_t · k_j` for `queries` rows of `q` and `keys` rows of `k`
-    /// (rows of `count` floats, `queryStride`/`keyStride` apart): bit for bit what `dot` gives
-    /// per pair, computed in register blocks.
+    /// `scores[t·scoreStride + j] = q_t · k_j` for `queries` rows of `q` (`queryStride` apart)
+    /// and `keys` key rows of `count` elements: row j is `slots[j] · rowStride` elements from
+    /// `rows` (a cache's slots read in place) or `j · rowStride` without `slots`, f16 with
+    /// `half`, else f32. Bit for bit what `dot` (or `dot(_:half:count:)`) gives per pair,
+    /// computed in register blocks.
     public static func attentionScores(
         _ q: UnsafePointer<Float>, queries: Int, queryStride: Int,
-        _ k: UnsafePointer<Float>, keys: Int, keyStride: Int, count: Int,
+        rows: UnsafeRawPointer, half: Bool = false, slots: UnsafePointer<Int32>? = nil, rowStride: Int, keys: Int, count: Int,
         into scores: UnsafeMutablePointer<Float>, scoreStride: Int
     ) {
-        ck_attention_scores(q, Int64(queries), Int64(queryStride), k, Int64(keys), Int64(keyStride),
+        ck_attention_scores(q, Int64(queries), Int64(queryStride), rows, half ? 1 : 0, slots, Int64(rowStride), Int64(keys),
                             Int64(count), scores, Int64(scoreStride))
     }
 
-    /// `out_t = Σ_j weights[t·weightStride + j] · v_j` (rows of `count` floats, `out` rows
-    /// overwritten): bit for bit what zeroing `out_t` and calling `axpy` per nonzero weight in
-    /// key order gives.
+    /// `out_t = Σ_j weights[t·weightStride + j] · v_j` over value rows given as in
+    /// `attentionScores` (`out` rows overwritten): bit for bit what zeroing `out_t` and calling
+    /// `axpy` (or `axpy(_:half:_:count:)`) per nonzero weight in key order gives.
     public static func attentionMix(
         _ weights: UnsafePointer<Float>, queries: Int, weightStride: Int,
-        _ v: UnsafePointer<Float>, keys: Int, valueStride: Int, count: Int,
+        rows: UnsafeRawPointer, half: Bool = false, slots: UnsafePointer<Int32>? = nil, rowStride: Int, keys: Int, count: Int,
         into out: UnsafeMutablePointer<Float>, outStride: Int
     ) {
-        ck_attention_mix(weights, Int64(queries), Int64(weightStride), v, Int64(keys), Int64(valueStride),
+        ck_attention_mix(weights, Int64(queries), Int64(weightStride), rows, half ? 1 : 0, slots, Int64(rowStride), Int64(keys),
                          Int64(count), out, Int64(outStride))
-    }
-
-    /// `attentionScores` over a cache's key rows in place: row j is `slots[j] · rowStride`
-    /// elements (f16 with `half`, else f32) from `base`. Bit for bit what `dot` (or
-    /// `dot(_:half:count:)`) per pair gives.
-    public static func attentionScores(
-        _ q: UnsafePointer<Float>, queries: Int, queryStride: Int,
-        rows base: UnsafeRawPointer, half: Bool, slots: UnsafePointer<Int32>, rowStride: Int, keys: Int, count: Int,
-        into scores: UnsafeMutablePointer<Float>, scoreStride: Int
-    ) {
-        ck_attention_scores_slots(q, Int64(queries), Int64(queryStride), base, half ? 1 : 0, slots, Int64(rowStride), Int64(keys),
-                                  Int64(count), scores, Int64(scoreStride))
-    }
-
-    /// `attentionMix` over a cache's value rows in place (as `attentionScores(rows:…)`): bit for
-    /// bit what zeroing `out_t` and calling `axpy` (or `axpy(_:half:_:count:)`) per nonzero
-    /// weight in key order gives.
-    public static func attentionMix(
-        _ weights: UnsafePointer<Float>, queries: Int, weightStride: Int,
-        rows base: UnsafeRawPointer, half: Bool, slots: UnsafePointer<Int32>, rowStride: Int, keys: Int, count: Int,
-        into out: UnsafeMutablePointer<Float>, outStride: Int
-    ) {
-        ck_attention_mix_slots(weights, Int64(queries), Int64(weightStride), base, half ? 1 : 0, slots, Int64(rowStride), Int64(keys),
-                               Int64(count), out, Int64(outStride))
     }
 }
 

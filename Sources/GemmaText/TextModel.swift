@@ -412,8 +412,8 @@ public final class TextModel: @unchecked Sendable {
             let scores = UnsafeMutableBufferPointer<Float>.allocate(capacity: max(1, queryRange.count * width))
             defer { scores.deallocate() }
             VectorOps.attentionScores(queryBase + firstQuery * qDim + h * headDim, queries: queryRange.count,
-                                      queryStride: qDim, keyRun + low * kvDim + kvOffset, keys: width,
-                                      keyStride: kvDim, count: headDim, into: scores.baseAddress!, scoreStride: width)
+                                      queryStride: qDim, rows: keyRun + low * kvDim + kvOffset, rowStride: kvDim, keys: width,
+                                      count: headDim, into: scores.baseAddress!, scoreStride: width)
             for (r, t) in queryRange.enumerated() {
                 let row = UnsafeMutableBufferPointer(rebasing: scores[(r * width)..<((r + 1) * width)])
                 for j in low..<visibleKeys[t].lowerBound { row[j - low] = -.infinity }
@@ -422,7 +422,7 @@ public final class TextModel: @unchecked Sendable {
                 if halfPrecision { HalfFloat.roundToHalf(row) }
             }
             VectorOps.attentionMix(scores.baseAddress!, queries: queryRange.count, weightStride: width,
-                                   valueRun + low * kvDim + kvOffset, keys: width, valueStride: kvDim,
+                                   rows: valueRun + low * kvDim + kvOffset, rowStride: kvDim, keys: width,
                                    count: headDim, into: mixedBase + firstQuery * qDim + h * headDim, outStride: qDim)
         }
         let tasks = queryRuns * c.headCount

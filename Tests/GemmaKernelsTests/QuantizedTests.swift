@@ -437,7 +437,7 @@ final class QuantizedTests: XCTestCase {
                 let q = randomFloats(queries * rowStride, seed: UInt64(queries * 100 + keys))
                 let k = randomFloats(keys * rowStride, seed: UInt64(keys * 7 + count))
                 var scores = [Float](repeating: .nan, count: queries * keys)
-                VectorOps.attentionScores(q, queries: queries, queryStride: rowStride, k, keys: keys, keyStride: rowStride,
+                VectorOps.attentionScores(q, queries: queries, queryStride: rowStride, rows: k, rowStride: rowStride, keys: keys,
                                           count: count, into: &scores, scoreStride: keys)
                 for t in 0..<queries {
                     for j in 0..<keys {
@@ -453,7 +453,7 @@ final class QuantizedTests: XCTestCase {
                 var weights = scores.map { abs($0) / 10 }
                 for i in stride(from: 0, to: weights.count, by: 3) { weights[i] = 0 }
                 var out = [Float](repeating: .nan, count: queries * rowStride)
-                VectorOps.attentionMix(weights, queries: queries, weightStride: keys, k, keys: keys, valueStride: rowStride,
+                VectorOps.attentionMix(weights, queries: queries, weightStride: keys, rows: k, rowStride: rowStride, keys: keys,
                                        count: count, into: &out, outStride: rowStride)
                 for t in 0..<queries {
                     var expected = [Float](repeating: 0, count: count)

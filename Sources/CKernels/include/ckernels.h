@@ -87,21 +87,16 @@ void ck_axpy_f16(float a, const uint16_t *x, float *y, int64_t n);
 /// gives, NaNs passed over unless x[0] is NaN); 0 when `n` is 0.
 int64_t ck_argmax_f32(const float *x, int64_t n);
 
-/// Attention products over contiguous rows, bit-identical to per-pair `ck_dot_f32` calls and
-/// per-key `ck_axpy_f32` runs (in key order, skipping zero weights), only faster:
+/// Attention products, bit-identical to per-pair `ck_dot_f32` (`ck_dot_f32_f16`) calls and
+/// per-key `ck_axpy_f32` (`ck_axpy_f16`) runs (in key order, skipping zero weights), only faster:
 /// `scores[t][j] = q_t · k_j` for `queries` × `keys` pairs of `n`-element rows, and
-/// `out[t] = Σ_j s[t][j] · v_j` (out rows overwritten).
-void ck_attention_scores(const float *q, int64_t queries, int64_t q_stride, const float *k, int64_t keys, int64_t k_stride,
-                         int64_t n, float *scores, int64_t s_stride);
-void ck_attention_mix(const float *s, int64_t queries, int64_t s_stride, const float *v, int64_t keys, int64_t v_stride,
-                      int64_t n, float *out, int64_t o_stride);
-/// The same over a KV cache's slots read in place: row j is `slots[j] · stride` elements from
-/// `base`, f16 with `half` (bit-identical to per-pair `ck_dot_f32_f16` calls and per-key
-/// `ck_axpy_f16` runs) or f32. Decode attention of the query heads that share one K/V head.
-void ck_attention_scores_slots(const float *q, int64_t queries, int64_t q_stride, const void *base, int half, const int32_t *slots,
-                               int64_t stride, int64_t keys, int64_t n, float *scores, int64_t s_stride);
-void ck_attention_mix_slots(const float *s, int64_t queries, int64_t s_stride, const void *base, int half, const int32_t *slots,
-                            int64_t stride, int64_t keys, int64_t n, float *out, int64_t o_stride);
+/// `out[t] = Σ_j s[t][j] · v_j` (out rows overwritten). Key (value) row j is `slots[j] · stride`
+/// elements from `base` — a KV cache's slots read in place — or `j · stride` when `slots` is
+/// NULL (a contiguous run); elements are f16 with `half`, else f32.
+void ck_attention_scores(const float *q, int64_t queries, int64_t q_stride, const void *base, int half, const int32_t *slots,
+                         int64_t stride, int64_t keys, int64_t n, float *scores, int64_t s_stride);
+void ck_attention_mix(const float *s, int64_t queries, int64_t s_stride, const void *base, int half, const int32_t *slots,
+                      int64_t stride, int64_t keys, int64_t n, float *out, int64_t o_stride);
 
 /// gate[i] ← GELU(gate[i]) · up[i] with llama.cpp's CPU numerics (GELU looked up in a table of
 /// f16 inputs and f16-rounded outputs; 0 below −10, identity above 10).
