@@ -13,9 +13,6 @@ final class DecoderHandlers: Sendable {
         var prefillChunk: Int
     }
 
-    /// Gemma 3's vocabulary ends turns with `<end_of_turn>` and texts with `<eos>`.
-    static let endOfText: Int32 = 1
-    static let endOfTurn: Int32 = 106
     /// Positions per Score message: 16 rows of a 262k vocabulary are 16 MiB.
     static let scoreRowsPerMessage = 16
 
@@ -27,8 +24,8 @@ final class DecoderHandlers: Sendable {
     /// Image token, soft tokens per crop, vision services and the soft-token cache.
     let images: ImageSupport
     let queue = InferenceQueue(name: "gemma-decoder inference")
-    /// Decode steps of concurrent generations share passes over the weights.
-    let batcher: DecodeBatcher
+    /// The decode loops of every generation; concurrent ones share passes over the weights.
+    let engine: GenerationEngine
     let started = ContinuousClock.now
 
     init(model: TextModel, modelPath: String, tokenizer: RPCClient, sessions: SessionStore, limits: Limits,
@@ -39,7 +36,7 @@ final class DecoderHandlers: Sendable {
         self.sessions = sessions
         self.limits = limits
         self.images = images
-        batcher = DecodeBatcher(model: model, queue: queue)
+        engine = GenerationEngine(model: model, queue: queue)
     }
 
     func service() -> RPCService {
@@ -108,61 +105,53 @@ final class DecoderHandlers: Sendable {
             let piece = input.prefix(cut, hiddenSize: model.config.hiddenSize)
             _ = try await queue.run { try model.prefill(piece, cache: cache) }
         }
-        let firstLogits = try await queue.run { try model.prefill(input, cache: cache) }
-        let prefillTime = ContinuousClock.now - prefillStart
-        var logits = firstLogits
-        var sampler = Sampler(parameters: sampling)
-        var generated: [Int32] = []
-        var history = prompt  // what the penalties see, grown in place
+        let generation = Generation(
+            cache: cache, prompt: prompt, sampling: sampling,
+            limits: .init(maxTokens: maxTokens, ignoreEos: request.ignoreEos, topLogprobs: Int(request.topLogprobs),
+                          serviceContext: limits.maxContext))
+        let engine = self.engine
+        // The last piece of the prompt and the first token in one job: the engine samples it
+        // and goes on decoding from there.
+        let prefillTime = try await queue.run {
+            let logits = try model.prefill(input, cache: cache)
+            let elapsed = ContinuousClock.now - prefillStart
+            engine.admit(generation, logits: logits)
+            return elapsed
+        }
+        let decodeStart = ContinuousClock.now
         var detokenizer = RemoteDetokenizer(client: tokenizer, optional: request.input.isTokens)
         var stops = StopMatcher(stops: request.stop)
-        let decodeStart = ContinuousClock.now
-        batcher.begin()
-        defer { batcher.end() }
         var finish = V1.FinishReason.notFinished
-        // The next decode step starts as soon as a token is sampled and runs while that token is
-        // detokenized and sent, so the tokenizer round trip is off the critical path and
-        // concurrent generations reach the batcher together. A step in flight is always awaited
-        // before the loop ends: the cache is never left mid-update for the next request.
-        var inFlight: Task<[Float], any Error>?
+        var generated = 0
+        // Tokens are detokenized and sent while the engine computes the next ones; the
+        // generation leaves the engine before its cache goes back (to a session or away).
         do {
-            while finish == .notFinished {
-                let token = sampler.sample(logits: logits, history: history)
-                if !request.ignoreEos && (token == Self.endOfText || token == Self.endOfTurn) {
+            for await event in generation.events {
+                switch event {
+                case .endOfText:
                     finish = .stop
-                    break
+                case .failed(let error):
+                    throw error
+                case .token(let token, let logprobs, let limit):
+                    generated += 1
+                    var chunk = V1.GenerateResponse()
+                    chunk.tokenIDs = [token]
+                    if let logprobs { chunk.logprobs = [logprobs] }
+                    let (text, stopped) = stops.feed(try await detokenizer.append(token))
+                    chunk.text = text
+                    finish = stopped ? .stop : limit
+                    try await stream.send(chunk)
+                    engine.acknowledge(generation)
                 }
-                generated.append(token)
-                history.append(token)
-                var chunk = V1.GenerateResponse()
-                chunk.tokenIDs = [token]
-                if request.topLogprobs > 0 {
-                    chunk.logprobs = [Logprobs.of(token, in: logits, top: Int(request.topLogprobs))]
-                }
-                var limit = V1.FinishReason.notFinished
-                if generated.count >= maxTokens {
-                    limit = .length
-                } else if cache.count + 1 >= cache.maxContext {
-                    limit = cache.maxContext >= limits.maxContext ? .context : .length
-                }
-                if limit == .notFinished {
-                    let batcher = self.batcher
-                    inFlight = Task { try await batcher.step(cache: cache, token: token) }
-                }
-                let (text, stopped) = stops.feed(try await detokenizer.append(token))
-                chunk.text = text
-                finish = stopped ? .stop : limit
-                try await stream.send(chunk)
-                if let step = inFlight {
-                    inFlight = nil
-                    let next = try await step.value
-                    if finish == .notFinished { logits = next }
-                }
+                if finish != .notFinished { break }
             }
+            // The events end early only when this call is cancelled.
+            try Task.checkCancellation()
         } catch {
-            _ = try? await inFlight?.value
+            await engine.detach(generation)
             throw error
         }
+        await engine.detach(generation)
         var last = V1.GenerateResponse()
         // Text held back for a possible stop string is sent unless a stop string was found.
         let tail = try await detokenizer.finish()
@@ -171,7 +160,7 @@ final class DecoderHandlers: Sendable {
         var usage = V1.Usage()
         usage.promptTokens = UInt32(prompt.count)
         usage.cachedPromptTokens = UInt32(cached)
-        usage.generatedTokens = UInt32(generated.count)
+        usage.generatedTokens = UInt32(generated)
         usage.prefillUs = UInt64(microseconds(prefillTime))
         usage.decodeUs = UInt64(microseconds(ContinuousClock.now - decodeStart))
         last.usage = usage

@@ -154,20 +154,57 @@ final class DecoderServiceTests: XCTestCase {
         XCTAssertFalse(again.released)
     }
 
+    /// Streams of different lengths decode together (one asks for log-probabilities, another
+    /// is cancelled after three tokens) and each gets what it gets alone.
     func testConcurrentClientsGetTheSameAnswersAsOneAtATime() async throws {
         let prompts = ["The capital of France is", "My favourite food is", "Once upon a time"]
+        let lengths: [UInt32] = [12, 5, 20]
+        func request(_ i: Int) -> V1.GenerateRequest {
+            var request = Self.rawRequest(prompts[i], maxTokens: lengths[i])
+            if i == 1 { request.topLogprobs = 3 }
+            return request
+        }
         var sequential: [[Int32]] = []
-        for prompt in prompts { sequential.append(try await generate(rawRequest(prompt, maxTokens: 12)).ids) }
+        for i in prompts.indices { sequential.append(try await generate(request(i)).ids) }
         let address = Self.decoder!.unixAddress
         let concurrent = try await withThrowingTaskGroup(of: (Int, [Int32]).self) { group in
-            for (i, prompt) in prompts.enumerated() {
-                group.addTask { (i, try await Self.generate(Self.rawRequest(prompt, maxTokens: 12), address: address).ids) }
+            for i in prompts.indices {
+                group.addTask { (i, try await Self.generate(request(i), address: address).ids) }
+            }
+            group.addTask {
+                var long = Self.rawRequest("Count from one to a thousand:", maxTokens: 400)
+                long.ignoreEos = true
+                var received: [Int32] = []
+                for try await chunk in try RPCClient(address).serverStreaming(
+                    "/gemma.v1.Decoder/Generate", long, as: V1.GenerateResponse.self) {
+                    received += chunk.tokenIDs
+                    if received.count >= 3 { break }
+                }
+                return (-1, received)
             }
             var out = [[Int32]](repeating: [], count: prompts.count)
-            for try await (i, ids) in group { out[i] = ids }
+            for try await (i, ids) in group where i >= 0 { out[i] = ids }
             return out
         }
         XCTAssertEqual(concurrent, sequential)
+        XCTAssertEqual(sequential.map(\.count), lengths.map(Int.init))
+    }
+
+    /// A session stopped by a stop string may hold tokens past it; the next turn still
+    /// continues exactly as a one-off call on the whole text.
+    func testSessionAfterAStopStringContinuesLikeAOneOffCall() async throws {
+        var first = rawRequest("The capital of France is", maxTokens: 16)
+        first.sessionID = "stop-\(UInt32.random(in: 0...UInt32.max))"
+        first.stop = [" country"]
+        let turn1 = try await generate(first)
+        XCTAssertEqual(turn1.finish, .stop)
+        let text = "The capital of France is" + turn1.text + " is Paris. The capital of Italy is"
+        var second = rawRequest(text, maxTokens: 8)
+        second.sessionID = first.sessionID
+        let turn2 = try await generate(second)
+        XCTAssertGreaterThan(turn2.usage?.cachedPromptTokens ?? 0, 4)
+        let oneOff = try await generate(rawRequest(text, maxTokens: 8))
+        XCTAssertEqual(turn2.ids, oneOff.ids)
     }
 
     func testScoreMatchesGreedyGeneration() async throws {
