@@ -84,34 +84,28 @@ public final class RPCClient: Sendable {
                 if code == .ok { continuation.finish() } else { continuation.finish(throwing: RPCError(code, message)) }
             case .connectionLost(let why):
                 continuation.finish(throwing: RPCError(.unavailable, "\(address): \(why)"))
+            case .noAnswer:
+                continuation.finish(throwing: RPCError(.deadlineExceeded, "\(method): no answer within \(timeout ?? .zero)"))
             }
         }
+        // The server enforces the deadline too; this covers a server that never answers.
+        let patience: TimeAmount? = timeout.map { _ in .milliseconds(Int64(start.timeoutMs) + 1000) }
         let connecting = connection()
         connecting.whenFailure { error in
             continuation.finish(throwing: RPCError(.unavailable, "cannot connect to \(address): \(error)"))
         }
         connecting.whenSuccess { channel in
-            channel.eventLoop.execute {
-                guard let handler = try? channel.pipeline.syncOperations.handler(type: ClientConnectionHandler.self) else {
-                    return continuation.finish(throwing: RPCError(.unavailable, "\(address): connection closed"))
-                }
-                handler.open(callID, startFrame, receiver)
-            }
             continuation.onTermination = { termination in
                 guard case .cancelled = termination else { return }
                 channel.eventLoop.execute {
                     (try? channel.pipeline.syncOperations.handler(type: ClientConnectionHandler.self))?.cancel(callID)
                 }
             }
-        }
-        if let timeout {
-            // The server enforces the deadline too; this covers a server that never answers.
-            let timer = group.any().scheduleTask(in: .milliseconds(Int64(start.timeoutMs) + 1000)) {
-                continuation.finish(throwing: RPCError(.deadlineExceeded, "\(method): no answer within \(timeout)"))
-            }
-            continuation.onTermination = { [onTermination = continuation.onTermination] termination in
-                timer.cancel()
-                onTermination?(termination)
+            channel.eventLoop.execute {
+                guard let handler = try? channel.pipeline.syncOperations.handler(type: ClientConnectionHandler.self) else {
+                    return continuation.finish(throwing: RPCError(.unavailable, "\(address): connection closed"))
+                }
+                handler.open(callID, startFrame, patience: patience, receiver)
             }
         }
         return stream
@@ -173,6 +167,8 @@ enum ClientEvent: Sendable {
     case message([UInt8])
     case status(StatusCode, String)
     case connectionLost(String)
+    /// Nothing ended the call within its deadline and a grace period.
+    case noAnswer
 }
 
 /// Routes a connection's frames to the calls waiting for them. Event-loop confined.
@@ -180,20 +176,37 @@ final class ClientConnectionHandler: ChannelInboundHandler {
     typealias InboundIn = InboundFrame
     typealias OutboundOut = ByteBuffer
 
-    private var calls: [UInt64: @Sendable (ClientEvent) -> Void] = [:]
+    private struct Call {
+        let receiver: @Sendable (ClientEvent) -> Void
+        /// Fails the call if the server never ends it; on this event loop, so that setting and
+        /// cancelling it wakes no other thread.
+        let timer: Scheduled<Void>?
+    }
+
+    private var calls: [UInt64: Call] = [:]
     private var context: ChannelHandlerContext?
 
     func handlerAdded(context: ChannelHandlerContext) { self.context = context }
 
-    func open(_ id: UInt64, _ frame: V1.Frame, _ receiver: @escaping @Sendable (ClientEvent) -> Void) {
+    func open(_ id: UInt64, _ frame: V1.Frame, patience: TimeAmount?, _ receiver: @escaping @Sendable (ClientEvent) -> Void) {
         guard let context, context.channel.isActive else { return receiver(.connectionLost("connection closed")) }
-        calls[id] = receiver
+        let loop = NIOLoopBound(self, eventLoop: context.eventLoop)
+        let timer = patience.map { context.eventLoop.scheduleTask(in: $0) { loop.value.end(id, .noAnswer) } }
+        calls[id] = Call(receiver: receiver, timer: timer)
         // A failed write closes the channel, and channelInactive fails the call.
         context.writeAndFlush(wrapOutboundOut(Framing.encode(frame, allocator: context.channel.allocator)), promise: nil)
     }
 
+    /// Removes the call and hands it its last event.
+    private func end(_ id: UInt64, _ event: ClientEvent) {
+        guard let call = calls.removeValue(forKey: id) else { return }
+        call.timer?.cancel()
+        call.receiver(event)
+    }
+
     func cancel(_ id: UInt64) {
-        guard calls.removeValue(forKey: id) != nil, let context else { return }
+        guard let call = calls.removeValue(forKey: id), let context else { return }
+        call.timer?.cancel()
         var frame = V1.Frame()
         frame.callID = id
         frame.kind = .cancel(V1.Cancel())
@@ -203,21 +216,21 @@ final class ClientConnectionHandler: ChannelInboundHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
         case .oversized(let id, let length):
-            if let id { calls.removeValue(forKey: id)?(.status(.resourceExhausted, "response frame of \(length) bytes exceeds the client's limit")) }
+            if let id { end(id, .status(.resourceExhausted, "response frame of \(length) bytes exceeds the client's limit")) }
         case .compressed(let id):
-            if let id { calls.removeValue(forKey: id)?(.status(.unimplemented, "compressed response")) }
+            if let id { end(id, .status(.unimplemented, "compressed response")) }
         case .frame(let buffer):
             guard let frame = try? buffer.decodeMessage(V1.Frame.self) else {
                 return failAll("malformed frame from the server")
             }
             switch frame.kind {
-            case .message(let bytes)?: calls[frame.callID]?(.message(bytes))
+            case .message(let bytes)?: calls[frame.callID]?.receiver(.message(bytes))
             case .status(let status)?:
                 if frame.callID == 0 {
                     // A connection-level complaint about something we sent.
                     failAll("server: \(status.code.name): \(status.message)")
                 } else {
-                    calls.removeValue(forKey: frame.callID)?(.status(status.code, status.message))
+                    end(frame.callID, .status(status.code, status.message))
                 }
             default: break
             }
@@ -235,8 +248,6 @@ final class ClientConnectionHandler: ChannelInboundHandler {
     }
 
     private func failAll(_ why: String) {
-        let receivers = calls.values
-        calls = [:]
-        for receiver in receivers { receiver(.connectionLost(why)) }
+        for id in Array(calls.keys) { end(id, .connectionLost(why)) }
     }
 }

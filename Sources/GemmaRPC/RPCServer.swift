@@ -240,7 +240,12 @@ final class ServerConnectionHandler: ChannelInboundHandler {
             let (code, message): (StatusCode, String)
             do {
                 switch handler {
-                case .unary(let body): try await send(body(request, callContext))
+                case .unary(let body):
+                    // The answer and its OK status in one write: one hop to the event loop,
+                    // one wake-up of the client.
+                    let response = try await body(request, callContext)
+                    eventLoop.execute { connection.value.answer(id, response) }
+                    return
                 case .serverStreaming(let body): try await body(request, callContext, send)
                 }
                 (code, message) = (.ok, "")
@@ -270,6 +275,19 @@ final class ServerConnectionHandler: ChannelInboundHandler {
         }
         return context.writeAndFlush(wrapOutboundOut(
             Framing.encode(.message(id, bytes), allocator: context.channel.allocator)))
+    }
+
+    /// Sends a unary call's response and its OK status together, unless the call has ended
+    /// (cancelled, past its deadline, client gone).
+    private func answer(_ id: UInt64, _ bytes: [UInt8]) {
+        guard let context, let call = calls.removeValue(forKey: id) else { return }
+        call.deadlineTimer?.cancel()
+        server.callEnded()
+        let allocator = context.channel.allocator
+        var buffer = Framing.encode(.message(id, bytes), allocator: allocator)
+        var status = Framing.encode(.status(id, .ok, ""), allocator: allocator)
+        buffer.writeBuffer(&status)
+        context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
     }
 
     /// Ends a call once: cancels its task and timer and sends its status. Later calls for the

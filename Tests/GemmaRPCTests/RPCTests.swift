@@ -236,6 +236,31 @@ final class RPCTests: XCTestCase {
         }
     }
 
+    /// A server that accepts the connection and never answers: the client's own timer ends
+    /// the call (deadline plus a second's grace).
+    func testSilentServerHitsTheClientDeadline() async throws {
+        let path = NSTemporaryDirectory() + "silent-\(UInt32.random(in: 0...UInt32.max)).sock"
+        let listener = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(listener); unlink(path) }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            for (i, byte) in path.utf8.enumerated() { raw[i] = byte }
+        }
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        XCTAssertEqual(bound, 0)
+        XCTAssertEqual(listen(listener, 4), 0)
+        let client = try RPCClient("unix:" + path)
+        let start = ContinuousClock.now
+        await assertStatus(.deadlineExceeded) {
+            _ = try await client.unary("/gemma.v1.Test/Echo", V1.DecodeResponse(), as: V1.DecodeResponse.self,
+                                       timeout: .milliseconds(100))
+        }
+        XCTAssertGreaterThanOrEqual(ContinuousClock.now - start, .milliseconds(1100))
+    }
+
     func testAddressParsing() throws {
         XCTAssertEqual(try RPCAddress(parsing: "unix:/run/gemma/a.sock"), .unix(path: "/run/gemma/a.sock"))
         XCTAssertEqual(try RPCAddress(parsing: "127.0.0.1:7000"), .tcp(host: "127.0.0.1", port: 7000))
