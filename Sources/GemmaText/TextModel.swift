@@ -375,8 +375,10 @@ public final class TextModel: @unchecked Sendable {
         // run of 8 queries); each task writes only its own outputs.
         let mixedBase = mixed.baseAddress!, queryBase = queries.baseAddress!
         let halfPrecision = c.halfPrecisionAttention
-        // Work is split across the pool once the context makes it worth a wake-up.
-        let parallel = count * keyCount * c.headCount >= 2_048
+        // Split across the pool from a few hundred (query, key, head) triples: within a forward
+        // pass the pool's threads are polling, so a split costs ~1 µs (the 270M's decode, one
+        // K/V head, ran its attention on one thread below 512 keys: ~5% of that thread's step).
+        let parallel = count * keyCount * c.headCount >= 256
         guard let keyRun, let valueRun else {
             // Decode reads the cache in place: each key's slot, worked out once for all heads.
             let slots = (0..<keyCount).map { Int32(cache.slot(layer: index, position: keyStart + $0)) }
