@@ -449,7 +449,9 @@ public final class TextModel: @unchecked Sendable {
         let (keys, values) = (cache.rows(layer: index, value: false), cache.rows(layer: index, value: true))
         let scores = UnsafeMutablePointer<Float>.allocate(capacity: c.headCount * keyCount)
         defer { scores.deallocate() }
-        let keyChunk = parallel ? max(4, (keyCount + 3) / 4 / 4 * 4) : keyCount
+        // Four runs of keys per K/V head (whole blocks of 4, rounded up so that no fifth, short
+        // run is left to one thread).
+        let keyChunk = parallel ? max(4, ((keyCount + 3) / 4 + 3) / 4 * 4) : keyCount
         let keyTasks = (keyCount + keyChunk - 1) / keyChunk
         // Dimensions of the mix in two halves (whole 64-wide blocks where the head allows).
         let pieces = parallel && headDim % 128 == 0 ? 2 : 1
