@@ -33,8 +33,14 @@ public enum Listener: Sendable, CustomStringConvertible {
 
 /// Serves gRPC-style calls in `gemma.v1.Frame` envelopes on any number of Unix and TCP
 /// listeners. Each call runs in its own task; deadlines, client cancellation and vanished
-/// connections cancel that task.
+/// connections cancel that task. (A small request to a `quickUnary` method is answered on the
+/// connection's event loop instead.)
 public final class RPCServer: Sendable {
+    /// Largest request a `quickUnary` method answers on the event loop.
+    public static let quickRequestBytes = 16 << 10
+    /// Bytes of one call's responses that may be queued unwritten before a send waits.
+    static let queuedSendBytes = 256 << 10
+
     let methods: [String: MethodHandler]
     let limits: RPCServerLimits
     private let group: any EventLoopGroup
@@ -230,11 +236,40 @@ final class ServerConnectionHandler: ChannelInboundHandler {
             method: start.method,
             metadata: Dictionary(start.metadata.map { ($0.key, $0.value) }, uniquingKeysWith: { _, last in last }),
             deadline: timeout.map { ContinuousClock.now + $0 })
-        let connection = NIOLoopBound(self, eventLoop: eventLoop)
-        let send: @Sendable ([UInt8]) async throws -> Void = { bytes in
-            try await eventLoop.flatSubmit { connection.value.write(id, bytes) }.get()
-        }
         let request = start.request
+        if case .quickUnary(let body) = handler, request.count <= RPCServer.quickRequestBytes {
+            do {
+                writeAnswer(id, try body(request, callContext))
+            } catch let error as RPCError {
+                sendStatus(id, error.code, error.message)
+            } catch {
+                sendStatus(id, .internal, "\(error)")
+            }
+            return
+        }
+        let connection = NIOLoopBound(self, eventLoop: eventLoop)
+        guard let channel = context?.channel else { return }
+        // A send only queues its write on the event loop while the call has little unwritten
+        // (`queuedSendBytes`) and the channel is writable; otherwise it waits for its write
+        // (backpressure). Not waiting spares the handler a wake-up per message — one per
+        // streamed token.
+        let unwritten = NIOLockedValueBox(0)
+        let send: @Sendable ([UInt8]) async throws -> Void = { bytes in
+            try Task.checkCancellation()
+            let count = bytes.count
+            let queued = unwritten.withLockedValue { total in
+                total += count
+                return total
+            }
+            if queued <= RPCServer.queuedSendBytes && channel.isWritable {
+                eventLoop.execute {
+                    connection.value.write(id, bytes).whenComplete { _ in unwritten.withLockedValue { $0 -= count } }
+                }
+            } else {
+                defer { unwritten.withLockedValue { $0 -= count } }
+                try await eventLoop.flatSubmit { connection.value.write(id, bytes) }.get()
+            }
+        }
         server.callStarted()
         let task = Task {
             let (code, message): (StatusCode, String)
@@ -244,6 +279,10 @@ final class ServerConnectionHandler: ChannelInboundHandler {
                     // The answer and its OK status in one write: one hop to the event loop,
                     // one wake-up of the client.
                     let response = try await body(request, callContext)
+                    eventLoop.execute { connection.value.answer(id, response) }
+                    return
+                case .quickUnary(let body):
+                    let response = try body(request, callContext)
                     eventLoop.execute { connection.value.answer(id, response) }
                     return
                 case .serverStreaming(let body): try await body(request, callContext, send)
@@ -280,9 +319,15 @@ final class ServerConnectionHandler: ChannelInboundHandler {
     /// Sends a unary call's response and its OK status together, unless the call has ended
     /// (cancelled, past its deadline, client gone).
     private func answer(_ id: UInt64, _ bytes: [UInt8]) {
-        guard let context, let call = calls.removeValue(forKey: id) else { return }
+        guard let call = calls.removeValue(forKey: id) else { return }
         call.deadlineTimer?.cancel()
         server.callEnded()
+        writeAnswer(id, bytes)
+    }
+
+    /// A unary response and its OK status, in one write.
+    private func writeAnswer(_ id: UInt64, _ bytes: [UInt8]) {
+        guard let context else { return }
         let allocator = context.channel.allocator
         var buffer = Framing.encode(.message(id, bytes), allocator: allocator)
         var status = Framing.encode(.status(id, .ok, ""), allocator: allocator)

@@ -11,9 +11,10 @@ public struct CallContext: Sendable {
     public let deadline: ContinuousClock.Instant?
 }
 
-/// Sends the messages of a server-streaming call. Each `send` waits until the connection
-/// has taken the bytes, so a slow reader slows the producer down (backpressure), and it
-/// throws `CancellationError` once the call is over (cancelled, deadline, client gone).
+/// Sends the messages of a server-streaming call. A `send` returns once its bytes are queued
+/// on the connection; when the connection's outbound buffer is full (a slow reader) it waits
+/// until they are written, so a slow reader slows the producer down (backpressure). It throws
+/// `CancellationError` once the call is over (cancelled, deadline, client gone).
 public struct ResponseStream<Response: ProtoMessage>: Sendable {
     let sendBytes: @Sendable ([UInt8]) async throws -> Void
 
@@ -25,6 +26,8 @@ public struct ResponseStream<Response: ProtoMessage>: Sendable {
 /// A method's implementation, before the request is decoded.
 enum MethodHandler: Sendable {
     case unary(@Sendable ([UInt8], CallContext) async throws -> [UInt8])
+    /// Synchronous and quick: small requests are answered on the connection's event loop.
+    case quickUnary(@Sendable ([UInt8], CallContext) throws -> [UInt8])
     case serverStreaming(@Sendable ([UInt8], CallContext, @escaping @Sendable ([UInt8]) async throws -> Void) async throws -> Void)
 }
 
@@ -45,6 +48,19 @@ public struct RPCService: Sendable {
         methods[method] = .unary { bytes, context in
             let request = try decodeRequest(Request.self, bytes)
             return try await handler(request, context).serializedBytes()
+        }
+    }
+
+    /// Registers a synchronous method that answers quickly (a lookup, a short decode): a
+    /// request of at most `RPCServer.quickRequestBytes` is answered on the connection's event
+    /// loop, with no task and no thread hand-off (a streamed token's detokenization is such a
+    /// call, once per token); a larger one runs in a task like any other call.
+    public mutating func quickUnary<Request: ProtoMessage, Response: ProtoMessage>(
+        _ method: String, _ handler: @escaping @Sendable (Request, CallContext) throws -> Response
+    ) {
+        methods[method] = .quickUnary { bytes, context in
+            let request = try decodeRequest(Request.self, bytes)
+            return try handler(request, context).serializedBytes()
         }
     }
 

@@ -4,7 +4,7 @@ extension RPCService {
     /// Registers `Health`, which answers SERVING: a service listens only once its model is
     /// loaded, so answering at all means it can serve.
     public mutating func addHealth() {
-        unary("Health") { (_: V1.HealthRequest, _) in
+        quickUnary("Health") { (_: V1.HealthRequest, _) in
             var response = V1.HealthResponse()
             response.status = .serving
             return response

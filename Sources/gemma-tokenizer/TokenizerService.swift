@@ -46,17 +46,17 @@ struct TokenizerHandlers: Sendable {
     func service() -> RPCService {
         var service = RPCService(name: "gemma.v1.Tokenizer")
         service.addHealth()
-        service.unary("Info") { (_: V1.InfoRequest, _) in info() }
-        service.unary("Encode") { (request: V1.EncodeRequest, _) in try encode(request) }
-        service.unary("Decode") { (request: V1.DecodeRequest, _) in
+        service.quickUnary("Info") { (_: V1.InfoRequest, _) in info() }
+        service.quickUnary("Encode") { (request: V1.EncodeRequest, _) in try encode(request) }
+        service.quickUnary("Decode") { (request: V1.DecodeRequest, _) in
             var response = V1.DecodeResponse()
             response.text = try mapErrors { try tokenizer.decode(request.ids, skipSpecial: request.skipSpecial) }
             return response
         }
-        service.unary("DecodeIncremental") { (request: V1.DecodeIncrementalRequest, _) in
+        service.quickUnary("DecodeIncremental") { (request: V1.DecodeIncrementalRequest, _) in
             try decodeIncremental(request)
         }
-        service.unary("ApplyChatTemplate") { (request: V1.ChatTemplateRequest, _) in try applyChatTemplate(request) }
+        service.quickUnary("ApplyChatTemplate") { (request: V1.ChatTemplateRequest, _) in try applyChatTemplate(request) }
         return service
     }
 

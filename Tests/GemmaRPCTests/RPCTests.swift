@@ -6,9 +6,17 @@ import NIOPosix
 import XCTest
 
 /// A service whose methods exercise the runtime: echo, a counted stream, one that waits for
-/// cancellation, one that fails.
-private func testService(cancelled: CancelFlag) -> RPCService {
+/// cancellation, one that fails, one that streams 64 KiB messages as fast as it may.
+private func testService(cancelled: CancelFlag, flooded: Counter = Counter()) -> RPCService {
     var service = RPCService(name: "gemma.v1.Test")
+    service.serverStreaming("Flood") { (_: V1.TokenInput, _, stream: ResponseStream<V1.DecodeResponse>) in
+        var message = V1.DecodeResponse()
+        message.text = String(repeating: "x", count: 64 << 10)
+        for _ in 0..<10_000 {
+            try await stream.send(message)
+            flooded.increment()
+        }
+    }
     service.unary("Echo") { (request: V1.DecodeResponse, _) -> V1.DecodeResponse in request }
     service.serverStreaming("Count") { (request: V1.TokenInput, _, stream: ResponseStream<V1.TokenInput>) in
         for i in 0..<(request.ids.first ?? 0) {
@@ -34,6 +42,13 @@ private func testService(cancelled: CancelFlag) -> RPCService {
     return service
 }
 
+private final class Counter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var count = 0
+    func increment() { lock.withLock { count += 1 } }
+    var value: Int { lock.withLock { count } }
+}
+
 private final class CancelFlag: @unchecked Sendable {
     private let lock = NSLock()
     private var value = false
@@ -45,6 +60,7 @@ final class RPCTests: XCTestCase {
     private var server: RPCServer!
     private var socketPath: String!
     private let cancelled = CancelFlag()
+    private let flooded = Counter()
 
     override func setUp() async throws {
         socketPath = NSTemporaryDirectory() + "rpc-test-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).sock"
@@ -52,7 +68,7 @@ final class RPCTests: XCTestCase {
         limits.maxFrameBytes = 4096
         limits.maxCallsPerConnection = 4
         limits.drainTimeout = .milliseconds(300)
-        server = RPCServer(services: [testService(cancelled: cancelled)], limits: limits)
+        server = RPCServer(services: [testService(cancelled: cancelled, flooded: flooded)], limits: limits)
         try await server.listen(on: [.address(.unix(path: socketPath)), .address(.tcp(host: "127.0.0.1", port: 0))])
     }
 
@@ -126,6 +142,21 @@ final class RPCTests: XCTestCase {
         }
         try await waitUntil { self.cancelled.isSet }
         XCTAssertEqual(server.activeCalls, 0)
+    }
+
+    /// A client that does not read holds a streaming handler back: its sends wait once a
+    /// bounded amount is unwritten, instead of queueing every message in memory.
+    func testSlowReaderHoldsTheStreamBack() async throws {
+        let raw = try RawConnection(path: socketPath)
+        raw.send(start(id: 1, method: "/gemma.v1.Test/Flood", request: []))
+        try await Task.sleep(for: .milliseconds(500))
+        let sent = flooded.value
+        XCTAssertGreaterThan(sent, 0)
+        // 64 × 64 KiB = 4 MiB; the socket buffers and 256 KiB of queued writes hold far less.
+        XCTAssertLessThan(sent, 64)
+        // Reading lets the stream go on.
+        for _ in 0..<(sent + 16) { _ = try raw.readFrame() }
+        try await waitUntil { self.flooded.value > sent + 16 }
     }
 
     func testClientCancellationStopsTheHandler() async throws {
