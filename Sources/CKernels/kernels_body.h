@@ -189,7 +189,60 @@ static CK_TARGET int CK_NAME(dequantize_row)(int type, const void *src, float *y
 /// round-to-nearest-even of x·127/max|x| (ggml's Q8_0/Q8_1); `CK_ACT_Q8_K` — per 256 values,
 /// scale −max/127 with `max` the value of largest magnitude, values clamped to ≤ 127 (Q8_K),
 /// written into eight 32-value blocks that share the scale.
+#if CK_VARIANT_AVX512
+/// max |v| over `n` values (a multiple of 16); NaNs are passed over, as by the scalar `>`
+/// (vmaxps returns its second operand, the running maximum, when either is NaN).
+static CK_TARGET inline float CK_NAME(abs_max)(const float *v, int64_t n) {
+    __m512 acc = _mm512_setzero_ps();
+    for (int64_t j = 0; j < n; j += 16) acc = _mm512_max_ps(_mm512_abs_ps(_mm512_loadu_ps(v + j)), acc);
+    return _mm512_reduce_max_ps(acc);
+}
+
+/// 32 values times `scale`, rounded to nearest-even (nearbyintf's default mode), at most
+/// `ceiling`, stored as int8; returns their sum.
+static CK_TARGET inline int32_t CK_NAME(round_block)(const float *v, float scale, int32_t ceiling, int8_t *qs) {
+    __m512 s = _mm512_set1_ps(scale);
+    __m512i top = _mm512_set1_epi32(ceiling);
+    __m512i r0 = _mm512_min_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(v), s)), top);
+    __m512i r1 = _mm512_min_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(v + 16), s)), top);
+    _mm_storeu_si128((__m128i *)qs, _mm512_cvtepi32_epi8(r0));
+    _mm_storeu_si128((__m128i *)(qs + 16), _mm512_cvtepi32_epi8(r1));
+    return _mm512_reduce_add_epi32(_mm512_add_epi32(r0, r1));
+}
+#endif
+
 static CK_TARGET void CK_NAME(quantize_q8)(const float *x, ck_q8_block *out, int64_t n, int mode) {
+#if CK_VARIANT_AVX512
+    // The scalar loops below, vectorized: the same values bit for bit.
+    if (mode == CK_ACT_Q8_K) {
+        for (int64_t s = 0; s < n / 256; s++) {
+            const float *v = x + 256 * s;
+            float amax = CK_NAME(abs_max)(v, 256), max = 0;
+            // The first value of largest magnitude gives the sign.
+            for (int j = 0; amax > 0 && j < 256; j += 16) {
+                __mmask16 hit = _mm512_cmp_ps_mask(_mm512_abs_ps(_mm512_loadu_ps(v + j)), _mm512_set1_ps(amax), _CMP_EQ_OQ);
+                if (hit) { max = v[j + __builtin_ctz(hit)]; break; }
+            }
+            float iscale = amax > 0 ? -127.0f / max : 0.0f;
+            float d = amax > 0 ? 1.0f / iscale : 0.0f;
+            for (int b = 0; b < 8; b++) {
+                ck_q8_block *block = out + 8 * s + b;
+                int32_t sum = CK_NAME(round_block)(v + 32 * b, iscale, 127, block->qs);
+                block->d = d;
+                block->s = d * (float)sum;
+            }
+        }
+        return;
+    }
+    for (int64_t b = 0; b < n / 32; b++) {
+        const float *v = x + 32 * b;
+        float amax = CK_NAME(abs_max)(v, 32);
+        int32_t sum = CK_NAME(round_block)(v, amax > 0 ? 127.0f / amax : 0.0f, INT32_MAX, out[b].qs);
+        out[b].d = ck_fp16_table[ck_f32_to_fp16(amax / 127.0f)];
+        out[b].s = ck_fp16_table[ck_f32_to_fp16(out[b].d * (float)sum)];
+    }
+    return;
+#endif
     if (mode == CK_ACT_Q8_K) {
         for (int64_t s = 0; s < n / 256; s++) {
             const float *v = x + 256 * s;

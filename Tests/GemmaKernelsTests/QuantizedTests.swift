@@ -92,6 +92,27 @@ final class QuantizedTests: XCTestCase {
         }
     }
 
+    /// Activations quantize to the same blocks (values, scales, sums) on every implementation,
+    /// in both schemes: ties of magnitude with opposite signs (the first sets Q8_K's sign), a
+    /// negative extreme, an all-zero block, values on rounding midpoints.
+    func testActivationQuantizationIsTheSameOnEveryISA() throws {
+        var x = randomFloats(2048, seed: 77).map { $0 * 3 }
+        x[5] = -9; x[200] = 9                         // Q8_K block 0: −9 comes first
+        x[300] = 7; x[400] = -7.5                     // block 1: the extreme is negative
+        for j in 512..<768 { x[j] = 0 }               // block 2: all zero
+        for j in 768..<800 { x[j] = Float(j - 784) * 0.5 }  // midpoints of the 127/8 grid
+        for mode in [Int32(CK_ACT_Q8_0), Int32(CK_ACT_Q8_K)] {
+            var reference: [UInt8]?
+            for isa in availableISAs {
+                XCTAssertTrue(KernelISA.select(isa))
+                var blocks = [ck_q8_block](repeating: ck_q8_block(), count: x.count / 32)
+                ck_quantize_q8(x, &blocks, Int64(x.count), mode)
+                let bytes = blocks.withUnsafeBytes { Array($0) }
+                if let reference { XCTAssertEqual(bytes, reference, "mode \(mode) on \(isa)") } else { reference = bytes }
+            }
+        }
+    }
+
     /// The quantized dot product equals the f32 dot of the dequantized row with the
     /// q8-rounded activation, up to float rounding, on every implementation.
     func testDotProductsMatchDequantizedReference() throws {
