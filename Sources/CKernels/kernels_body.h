@@ -1187,6 +1187,23 @@ static CK_TARGET void CK_NAME(geglu_f16_table)(float *gate, const float *up, int
     }
 }
 
+/// RMSNorm of `rows` rows of `width` values in place: x / sqrt(mean(x²) + eps) · (offset + w).
+/// Squares are summed in double, in eight lanes added in order at the end (the same sum on
+/// every ISA); the scale is rounded to float once.
+static CK_TARGET void CK_NAME(rms_norm)(float *x, const float *w, int64_t width, int64_t rows, float eps, float offset) {
+    for (int64_t r = 0; r < rows; r++, x += width) {
+        double lanes[8] = {0};
+        int64_t i = 0;
+        for (; i + 8 <= width; i += 8)
+            for (int j = 0; j < 8; j++) lanes[j] = fma((double)x[i + j], (double)x[i + j], lanes[j]);
+        double sum = 0;
+        for (int j = 0; j < 8; j++) sum += lanes[j];
+        for (; i < width; i++) sum = fma((double)x[i], (double)x[i], sum);
+        float scale = (float)(1.0 / sqrt(sum / (double)width + (double)eps));
+        for (i = 0; i < width; i++) x[i] = x[i] * scale * (offset + w[i]);
+    }
+}
+
 /// Index of the first largest value (comparisons with NaN are false, so NaNs are passed over
 /// unless x[0] is one): exactly the sequential `if x[i] > x[best] { best = i }` scan, with the
 /// maximum found in sixteen lanes first.

@@ -57,27 +57,15 @@ public enum Dense {
     /// RMSNorm of each row of `x` (row length `weight.count`), in place:
     /// `x · rsqrt(mean(x²) + eps) · w`, where `w` is `1 + weight` when `addOne` (checkpoints
     /// that store the offset form, as Hugging Face Gemma does) and `weight` otherwise.
-    /// Statistics are accumulated in double so long rows do not lose precision.
+    /// Squares are summed in double so long rows do not lose precision (`ck_rms_norm`).
     public static func rmsNorm(
         _ x: UnsafeMutableBufferPointer<Float>, weight: UnsafeBufferPointer<Float>,
         eps: Float, addOne: Bool
     ) {
         let width = weight.count
         precondition(width > 0 && x.count % width == 0, "x is not a whole number of rows")
-        let offset: Float = addOne ? 1 : 0
-        var rowStart = 0
-        while rowStart < x.count {
-            var sumOfSquares: Double = 0
-            for i in 0..<width {
-                let v = Double(x[rowStart + i])
-                sumOfSquares += v * v
-            }
-            let scale = Float(1 / (sumOfSquares / Double(width) + Double(eps)).squareRoot())
-            for i in 0..<width {
-                x[rowStart + i] = x[rowStart + i] * scale * (offset + weight[i])
-            }
-            rowStart += width
-        }
+        guard let base = x.baseAddress else { return }
+        ck_rms_norm(base, weight.baseAddress!, Int64(width), Int64(x.count / width), eps, addOne ? 1 : 0)
     }
 
     /// LayerNorm of each row of `x` (row length `weight.count`), in place:

@@ -86,6 +86,9 @@ void ck_axpy_f16(float a, const uint16_t *x, float *y, int64_t n);
 /// Index of the first largest of `n` values (what the scan `if x[i] > x[best] { best = i }`
 /// gives, NaNs passed over unless x[0] is NaN); 0 when `n` is 0.
 int64_t ck_argmax_f32(const float *x, int64_t n);
+/// RMSNorm of `rows` rows of `width` values in place: x / sqrt(mean(x²) + eps) · (offset + w),
+/// the sum of squares in double (eight lanes, the same on every ISA).
+void ck_rms_norm(float *x, const float *weight, int64_t width, int64_t rows, float eps, float offset);
 
 /// Attention products, bit-identical to per-pair `ck_dot_f32` (`ck_dot_f32_f16`) calls and
 /// per-key `ck_axpy_f32` (`ck_axpy_f16`) runs (in key order, skipping zero weights), only faster:
