@@ -240,10 +240,9 @@ final class ServerConnectionHandler: ChannelInboundHandler {
         if case .quickUnary(let body) = handler, request.count <= RPCServer.quickRequestBytes {
             do {
                 writeAnswer(id, try body(request, callContext))
-            } catch let error as RPCError {
-                sendStatus(id, error.code, error.message)
             } catch {
-                sendStatus(id, .internal, "\(error)")
+                let (code, message) = statusOf(error)
+                sendStatus(id, code, message)
             }
             return
         }
@@ -272,30 +271,22 @@ final class ServerConnectionHandler: ChannelInboundHandler {
         }
         server.callStarted()
         let task = Task {
-            let (code, message): (StatusCode, String)
             do {
+                let response: [UInt8]
                 switch handler {
-                case .unary(let body):
-                    // The answer and its OK status in one write: one hop to the event loop,
-                    // one wake-up of the client.
-                    let response = try await body(request, callContext)
-                    eventLoop.execute { connection.value.answer(id, response) }
-                    return
-                case .quickUnary(let body):
-                    let response = try body(request, callContext)
-                    eventLoop.execute { connection.value.answer(id, response) }
-                    return
-                case .serverStreaming(let body): try await body(request, callContext, send)
+                case .unary(let body): response = try await body(request, callContext)
+                case .quickUnary(let body): response = try body(request, callContext)
+                case .serverStreaming(let body):
+                    try await body(request, callContext, send)
+                    return eventLoop.execute { connection.value.endCall(id, .ok, "") }
                 }
-                (code, message) = (.ok, "")
-            } catch let error as RPCError {
-                (code, message) = (error.code, error.message)
-            } catch is CancellationError {
-                (code, message) = (.cancelled, "call cancelled")
+                // The answer and its OK status in one write: one hop to the event loop, one
+                // wake-up of the client.
+                return eventLoop.execute { connection.value.answer(id, response) }
             } catch {
-                (code, message) = (.internal, "\(error)")
+                let (code, message) = statusOf(error)
+                eventLoop.execute { connection.value.endCall(id, code, message) }
             }
-            eventLoop.execute { connection.value.endCall(id, code, message) }
         }
         let timer = timeout.map { timeout in
             eventLoop.scheduleTask(in: .nanoseconds(Int64(timeout.components.seconds) * 1_000_000_000
@@ -354,4 +345,13 @@ final class ServerConnectionHandler: ChannelInboundHandler {
 
 extension RPCServer {
     fileprivate func group(for handler: ServerConnectionHandler) -> any EventLoop { group.any() }
+}
+
+/// The status a handler's error ends its call with.
+private func statusOf(_ error: any Error) -> (StatusCode, String) {
+    switch error {
+    case let error as RPCError: (error.code, error.message)
+    case is CancellationError: (.cancelled, "call cancelled")
+    default: (.internal, "\(error)")
+    }
 }
