@@ -2,8 +2,8 @@ import Foundation
 
 /// Runs model work on one dedicated thread, in submission order. The forward pass has its own
 /// worker pool; keeping it off Swift's cooperative threads leaves those (and the event
-/// loops) free to answer Health calls and stream tokens while a long prefill runs. Concurrent
-/// generations interleave one step at a time.
+/// loops) free to answer Health calls and stream tokens while a long prefill runs. Jobs run
+/// one at a time: a decoder's batched decode passes and the pieces of a long prefill take turns.
 public final class InferenceQueue: @unchecked Sendable {
     private let condition = NSCondition()
     private var jobs: [() -> Void] = []

@@ -132,16 +132,17 @@ final class DecoderHandlers: Sendable {
                     finish = .stop
                 case .failed(let error):
                     throw error
-                case .token(let token, let logprobs, let limit):
+                case .token(let token, let logits, let limit):
                     generated += 1
                     var chunk = V1.GenerateResponse()
                     chunk.tokenIDs = [token]
-                    if let logprobs { chunk.logprobs = [logprobs] }
+                    if let logits { chunk.logprobs = [Logprobs.of(token, in: logits, top: Int(request.topLogprobs))] }
                     let (text, stopped) = stops.feed(try await detokenizer.append(token))
                     chunk.text = text
                     finish = stopped ? .stop : limit
                     try await stream.send(chunk)
-                    engine.acknowledge(generation)
+                    // Only a stream that goes on lets the engine sample further ahead.
+                    if finish == .notFinished { engine.acknowledge(generation) }
                 }
                 if finish != .notFinished { break }
             }

@@ -7,9 +7,10 @@ import GemmaText
 /// request handler reads (tokens as they are sampled, or why the generation ended).
 final class Generation: @unchecked Sendable {
     enum Event: Sendable {
-        /// A sampled token, with its log-probabilities when asked for; `limit` is `.length` or
+        /// A sampled token, with the logits it was sampled from when log-probabilities are asked
+        /// for (the handler computes them, off the inference thread); `limit` is `.length` or
         /// `.context` when the generation ends with it.
-        case token(Int32, V1.TokenLogprobs?, limit: V1.FinishReason)
+        case token(Int32, logits: [Float]?, limit: V1.FinishReason)
         /// The model chose `<eos>` or `<end_of_turn>` (not sent as a token).
         case endOfText
         case failed(any Error)
@@ -34,7 +35,6 @@ final class Generation: @unchecked Sendable {
     fileprivate var sampler: Sampler
     fileprivate var history: [Int32]  // what the penalties see, grown in place
     fileprivate var generated = 0
-    fileprivate var lastToken: Int32 = 0
     // Under the engine's lock.
     fileprivate var state = State.waiting
     fileprivate var unacknowledged = 0
@@ -59,11 +59,11 @@ final class Generation: @unchecked Sendable {
 /// Passes go to the back of the inference queue, so the pieces of a long prompt's prefill run
 /// between them and other streams keep decoding meanwhile.
 final class GenerationEngine: @unchecked Sendable {
-    /// Tokens a generation may be ahead of its handler: with two, a pass appends token t while
-    /// the handler sends t − 1 and t, so a handler's hiccup (a slow send, a tokenizer round
-    /// trip) does not hold its stream out of a pass. When the handler stops at a stop string,
-    /// the cache holds the tokens up to the one that completed it (as many as were appended),
-    /// and the next request's prefix match drops what the client did not keep.
+    /// Tokens a generation may have sampled that its handler has not acknowledged: with two,
+    /// the pass that appends token t runs while the handler still sends t − 1, so a handler's
+    /// hiccup (a slow send, a tokenizer round trip) does not hold its stream out of a pass. A
+    /// handler acknowledges only tokens after which its stream goes on, so when it stops at a
+    /// stop string in token t the cache holds at most t (as the sequential loop left it).
     static let window = 2
     /// Gemma 3's vocabulary ends turns with `<end_of_turn>` and texts with `<eos>`.
     static let endOfText: Int32 = 1
@@ -141,9 +141,11 @@ final class GenerationEngine: @unchecked Sendable {
         guard !batch.isEmpty else { return }
         let results: [Result<[Float], any Error>]
         do {
-            results = try model.appendBatch(batch.map { DecodeStep(cache: $0.cache, token: $0.lastToken) }).map { .success($0) }
+            results = try model.appendBatch(batch.map { DecodeStep(cache: $0.cache, token: $0.history.last!) }).map { .success($0) }
         } catch {
-            results = batch.map { generation in Result { try model.append(tokens: [generation.lastToken], cache: generation.cache) } }
+            // A batch of one was that step alone already.
+            results = batch.count == 1 ? [.failure(error)]
+                : batch.map { generation in Result { try model.append(tokens: [generation.history.last!], cache: generation.cache) } }
         }
         var waiters: [CheckedContinuation<Void, Never>] = []
         for (generation, result) in zip(batch, results) {
@@ -171,8 +173,6 @@ final class GenerationEngine: @unchecked Sendable {
         }
         generation.generated += 1
         generation.history.append(token)
-        generation.lastToken = token
-        let logprobs = limits.topLogprobs > 0 ? Logprobs.of(token, in: logits, top: limits.topLogprobs) : nil
         var limit = V1.FinishReason.notFinished
         let cache = generation.cache
         if generation.generated >= limits.maxTokens {
@@ -180,7 +180,7 @@ final class GenerationEngine: @unchecked Sendable {
         } else if cache.count + 1 >= cache.maxContext {
             limit = cache.maxContext >= limits.serviceContext ? .context : .length
         }
-        generation.continuation.yield(.token(token, logprobs, limit: limit))
+        generation.continuation.yield(.token(token, logits: limits.topLogprobs > 0 ? logits : nil, limit: limit))
         return limit == .notFinished
     }
 

@@ -188,6 +188,9 @@ final class DecoderServiceTests: XCTestCase {
         }
         XCTAssertEqual(concurrent, sequential)
         XCTAssertEqual(sequential.map(\.count), lengths.map(Int.init))
+        // The cancelled stream left the engine: the next call is served.
+        let next = try await generate(rawRequest("Hello", maxTokens: 2))
+        XCTAssertEqual(next.ids.count, 2)
     }
 
     /// A session stopped by a stop string may hold tokens past it; the next turn still
@@ -226,6 +229,24 @@ final class DecoderServiceTests: XCTestCase {
         let best = last.indices.max { last[$0] < last[$1] }!
         let greedy = try await generate(rawRequest("The capital of France is", maxTokens: 1))
         XCTAssertEqual(greedy.ids, [Int32(best)])
+
+        // The streamed log-probabilities are the log-softmax of those logits.
+        var withLogprobs = rawRequest("The capital of France is", maxTokens: 1)
+        withLogprobs.topLogprobs = 3
+        var streamed: [V1.TokenLogprobs] = []
+        for try await chunk in try client.serverStreaming("/gemma.v1.Decoder/Generate", withLogprobs, as: V1.GenerateResponse.self) {
+            streamed += chunk.logprobs
+        }
+        let maximum = Double(last[best])
+        let logSum = log(last.reduce(0.0) { $0 + exp(Double($1) - maximum) }) + maximum
+        let top3 = last.indices.sorted { last[$0] > last[$1] }.prefix(3)
+        XCTAssertEqual(streamed.count, 1)
+        XCTAssertEqual(streamed.first?.chosen?.id, Int32(best))
+        XCTAssertEqual(Double(streamed.first?.chosen?.logprob ?? 0), Double(last[best]) - logSum, accuracy: 1e-4)
+        XCTAssertEqual(streamed.first?.top.map(\.id), top3.map(Int32.init))
+        for (entry, id) in zip(streamed.first?.top ?? [], top3) {
+            XCTAssertEqual(Double(entry.logprob), Double(last[id]) - logSum, accuracy: 1e-4)
+        }
     }
 
     func testBadInputGetsAStatusAndOtherCallsContinue() async throws {
