@@ -64,9 +64,14 @@ public final class RPCClient: Sendable {
             entry.value = value
             return entry
         }
+        // The server enforces the deadline; the client's own timer (`patience`, a second later)
+        // covers a server that never answers.
+        var patience: TimeAmount?
         if let timeout {
             start.timeoutMs = UInt64(max(1, timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000))
+            patience = .milliseconds(Int64(start.timeoutMs) + 1000)
         }
+        let timeoutPatience = patience
         var frame = V1.Frame()
         frame.callID = callID
         frame.kind = .start(start)
@@ -88,8 +93,6 @@ public final class RPCClient: Sendable {
                 continuation.finish(throwing: RPCError(.deadlineExceeded, "\(method): no answer within \(timeout ?? .zero)"))
             }
         }
-        // The server enforces the deadline too; this covers a server that never answers.
-        let patience: TimeAmount? = timeout.map { _ in .milliseconds(Int64(start.timeoutMs) + 1000) }
         let connecting = connection()
         connecting.whenFailure { error in
             continuation.finish(throwing: RPCError(.unavailable, "cannot connect to \(address): \(error)"))
@@ -105,7 +108,7 @@ public final class RPCClient: Sendable {
                 guard let handler = try? channel.pipeline.syncOperations.handler(type: ClientConnectionHandler.self) else {
                     return continuation.finish(throwing: RPCError(.unavailable, "\(address): connection closed"))
                 }
-                handler.open(callID, startFrame, patience: patience, receiver)
+                handler.open(callID, startFrame, patience: timeoutPatience, receiver)
             }
         }
         return stream

@@ -230,7 +230,8 @@ final class ServerConnectionHandler: ChannelInboundHandler {
         guard let handler = server.methods[start.method] else {
             return sendStatus(id, .unimplemented, "unknown method '\(start.method)'")
         }
-        guard let eventLoop = context?.eventLoop else { return }
+        guard let channel = context?.channel else { return }
+        let eventLoop = channel.eventLoop
         let timeout = start.timeoutMs > 0 ? Duration.milliseconds(Int64(clamping: start.timeoutMs)) : nil
         let callContext = CallContext(
             method: start.method,
@@ -247,7 +248,6 @@ final class ServerConnectionHandler: ChannelInboundHandler {
             return
         }
         let connection = NIOLoopBound(self, eventLoop: eventLoop)
-        guard let channel = context?.channel else { return }
         // A send only queues its write on the event loop while the call has little unwritten
         // (`queuedSendBytes`) and the channel is writable; otherwise it waits for its write
         // (backpressure). Not waiting spares the handler a wake-up per message — one per
@@ -298,7 +298,7 @@ final class ServerConnectionHandler: ChannelInboundHandler {
     }
 
     /// Writes one response message of an open call; fails with `CancellationError` once the
-    /// call has ended, which stops the handler at its next send.
+    /// call has ended (a send that waits rethrows it; the handler's task is cancelled anyway).
     private func write(_ id: UInt64, _ bytes: [UInt8]) -> EventLoopFuture<Void> {
         guard let context, calls[id] != nil else {
             return server.group(for: self).makeFailedFuture(CancellationError())

@@ -46,8 +46,11 @@ struct TokenizerHandlers: Sendable {
     func service() -> RPCService {
         var service = RPCService(name: "gemma.v1.Tokenizer")
         service.addHealth()
+        // Lookups and decoding are quick (a streamed token's detokenization is one call per
+        // token): answered on the event loop. Encoding and the chat template can take
+        // milliseconds for a long text, so they run in tasks.
         service.quickUnary("Info") { (_: V1.InfoRequest, _) in info() }
-        service.quickUnary("Encode") { (request: V1.EncodeRequest, _) in try encode(request) }
+        service.unary("Encode") { (request: V1.EncodeRequest, _) in try encode(request) }
         service.quickUnary("Decode") { (request: V1.DecodeRequest, _) in
             var response = V1.DecodeResponse()
             response.text = try mapErrors { try tokenizer.decode(request.ids, skipSpecial: request.skipSpecial) }
@@ -56,7 +59,7 @@ struct TokenizerHandlers: Sendable {
         service.quickUnary("DecodeIncremental") { (request: V1.DecodeIncrementalRequest, _) in
             try decodeIncremental(request)
         }
-        service.quickUnary("ApplyChatTemplate") { (request: V1.ChatTemplateRequest, _) in try applyChatTemplate(request) }
+        service.unary("ApplyChatTemplate") { (request: V1.ChatTemplateRequest, _) in try applyChatTemplate(request) }
         return service
     }
 

@@ -135,10 +135,18 @@ final class TokenizerServiceTests: XCTestCase {
         await assertStatus(.resourceExhausted) {
             _ = try await client.unary("/gemma.v1.Tokenizer/Encode", encode, as: V1.EncodeResponse.self)
         }
-        // 21 KB: above what a quick method answers on the event loop, so this one runs in a task.
+        // A long text (21 KB) encodes in a task, under the size limit.
         encode.texts = [String(repeating: "ab ", count: 7_000)]
         let long = try await client.unary("/gemma.v1.Tokenizer/Encode", encode, as: V1.EncodeResponse.self)
         XCTAssertGreaterThan(long.encodings.first?.ids.count ?? 0, 7_000)
+        // Decoding them is a request over 16 KiB: a quick method's task path, same answer.
+        var decodeLong = V1.DecodeRequest()
+        let ids = long.encodings.first?.ids ?? []
+        decodeLong.ids = ids + ids + ids
+        decodeLong.skipSpecial = true
+        XCTAssertGreaterThan(decodeLong.serializedBytes().count, RPCServer.quickRequestBytes)
+        let text = try await client.unary("/gemma.v1.Tokenizer/Decode", decodeLong, as: V1.DecodeResponse.self).text
+        XCTAssertEqual(text, String(repeating: encode.texts.first ?? "", count: 3))
         encode.texts = []
         await assertStatus(.invalidArgument) {
             _ = try await client.unary("/gemma.v1.Tokenizer/Encode", encode, as: V1.EncodeResponse.self)
