@@ -855,10 +855,6 @@ int ck_matvec(ck_pool *pool, int type, const void *weights, int64_t rows, int64_
     return ck_matvec_multi(pool, type, weights, rows, cols, row_stride, x, 1, y);
 }
 
-int ck_matvec_group(ck_pool *pool, int count, const ck_matrix *matrices, const float *x, float *const *y) {
-    return ck_matmul_group(pool, count, matrices, x, 1, y);
-}
-
 typedef struct {
     const ck_variant *variant;
     int type;

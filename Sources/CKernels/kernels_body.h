@@ -241,8 +241,7 @@ static CK_TARGET void CK_NAME(quantize_q8)(const float *x, ck_q8_block *out, int
         out[b].d = ck_fp16_table[ck_f32_to_fp16(amax / 127.0f)];
         out[b].s = ck_fp16_table[ck_f32_to_fp16(out[b].d * (float)sum)];
     }
-    return;
-#endif
+#else
     if (mode == CK_ACT_Q8_K) {
         for (int64_t s = 0; s < n / 256; s++) {
             const float *v = x + 256 * s;
@@ -286,6 +285,7 @@ static CK_TARGET void CK_NAME(quantize_q8)(const float *x, ck_q8_block *out, int
         // ggml keeps Q8_1's sum term as f16 too.
         out[b].s = ck_fp16_table[ck_f32_to_fp16(out[b].d * (float)sum)];
     }
+#endif
 }
 
 // MARK: dot products

@@ -92,6 +92,32 @@ final class QuantizedTests: XCTestCase {
         }
     }
 
+    /// RMSNorm gives the same bits on every implementation (its eight-lane double sum is one
+    /// order everywhere), for rows with and without a partial lane group, and matches a double
+    /// reference.
+    func testRMSNormIsTheSameOnEveryISA() {
+        for width in [640, 13] {
+            let x = randomFloats(3 * width, seed: UInt64(width)).map { $0 * 4 }
+            let weight = randomFloats(width, seed: UInt64(width) + 1)
+            var reference: [Float]?
+            for isa in availableISAs {
+                XCTAssertTrue(KernelISA.select(isa))
+                var y = x
+                y.withUnsafeMutableBufferPointer { out in
+                    weight.withUnsafeBufferPointer { Dense.rmsNorm(out, weight: $0, eps: 1e-6, addOne: true) }
+                }
+                if let reference { XCTAssertEqual(y, reference, "width \(width) on \(isa)") } else { reference = y }
+                for row in 0..<3 {
+                    let values = x[(row * width)..<((row + 1) * width)].map(Double.init)
+                    let scale = 1 / (values.map { $0 * $0 }.reduce(0, +) / Double(width) + 1e-6).squareRoot()
+                    for i in 0..<width {
+                        XCTAssertEqual(Double(y[row * width + i]), values[i] * scale * (1 + Double(weight[i])), accuracy: 1e-5)
+                    }
+                }
+            }
+        }
+    }
+
     /// Activations quantize to the same blocks (values, scales, sums) on every implementation,
     /// in both schemes: ties of magnitude with opposite signs (the first sets Q8_K's sign), a
     /// negative extreme, an all-zero block, values on rounding midpoints.
@@ -393,9 +419,6 @@ final class QuantizedTests: XCTestCase {
         for i in 0..<1000 { XCTAssertEqual(y[i], b[i] + 0.5 * a[i], accuracy: 1e-6) }
     }
 
-    /// The blocked attention kernels give exactly the per-pair `dot` and per-key `axpy` results
-    /// (so prefill and decode agree bit for bit), on every implementation, for shapes with and
-    /// without whole register blocks, with zero weights among the keys.
     /// The slot forms (decode over a cache's rows in place, slots out of order as a ring holds
     /// them), f16 and f32, equal per-pair `dot` and per-key `axpy` calls.
     func testCacheSlotAttentionKernelsEqualPerPairCallsBitForBit() {
@@ -407,7 +430,9 @@ final class QuantizedTests: XCTestCase {
                 let rowStride = count + 16
                 let floats = randomFloats(keys * rowStride, seed: UInt64(keys * 7 + count))
                 let halves = floats.map { ck_f32_to_fp16($0) }
-                let slots = (0..<keys).map { Int32(($0 * 5 + 2) % keys) }  // scrambled, as ring slots are
+                // A permutation of the rows (7 shares no factor with these key counts), out of
+                // order as a ring's slots are.
+                let slots = (0..<keys).map { Int32(($0 * 7 + 2) % keys) }
                 floats.withUnsafeBufferPointer { f in
                     halves.withUnsafeBufferPointer { h in
                         for half in [false, true] {
@@ -450,6 +475,9 @@ final class QuantizedTests: XCTestCase {
         }
     }
 
+    /// The blocked attention kernels give exactly the per-pair `dot` and per-key `axpy` results
+    /// (so prefill and decode agree bit for bit), on every implementation, for shapes with and
+    /// without whole register blocks, with zero weights among the keys.
     func testAttentionKernelsEqualPerPairCallsBitForBit() {
         for isa in availableISAs {
             XCTAssertTrue(KernelISA.select(isa))

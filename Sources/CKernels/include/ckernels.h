@@ -137,7 +137,7 @@ int ck_matvec(ck_pool *pool, int type, const void *weights, int64_t rows, int64_
 int ck_matvec_multi(ck_pool *pool, int type, const void *weights, int64_t rows, int64_t cols,
                     int64_t row_stride, const float *x, int64_t count, float *y);
 
-/// A stored matrix for `ck_matvec_group`.
+/// A stored matrix for `ck_matmul_group`.
 typedef struct {
     int type;
     const void *weights;
@@ -145,11 +145,6 @@ typedef struct {
 } ck_matrix;
 
 enum { CK_MATVEC_GROUP_MAX = 4 };
-
-/// `y[m] = matrices[m] · x` for up to `CK_MATVEC_GROUP_MAX` matrices reading the same vector
-/// (e.g. the q, k, v projections), in one pass of the pool: one wake-up instead of one per
-/// matrix. Results equal separate `ck_matvec` calls exactly. Returns 0 on a bad matrix.
-int ck_matvec_group(ck_pool *pool, int count, const ck_matrix *matrices, const float *x, float *const *y);
 
 /// `y[m] = x · matrices[m]ᵀ` for `vectors` input rows (`ck_matvec_multi` per matrix, results
 /// identical) for up to `CK_MATVEC_GROUP_MAX` matrices reading the same `x`, in one pool pass.
