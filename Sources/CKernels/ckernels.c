@@ -143,7 +143,7 @@ static inline int ck_half_block_scales(int type) { return type == CK_Q6_K; }
 
 typedef struct {
     int (*dequantize_row)(int, const void *, float *, int64_t);
-    void (*quantize_q8)(const float *, ck_q8_block *, int64_t, int);
+    void (*quantize_q8)(const float *, ck_q8_block *, int64_t, int, int32_t *);
     float (*vec_dot)(int, const void *, const float *, int64_t);
     void (*(*group_kernel)(int, int *))(const uint8_t *, int64_t, const ck_q8_block *, const int32_t *, int64_t, int64_t, float *, int64_t);
     float (*dot_f32)(const float *, const float *, int64_t);
@@ -270,7 +270,7 @@ int ck_dequantize_row(int type, const void *src, float *dst, int64_t n) {
     return ck_current()->dequantize_row(type, src, dst, n);
 }
 
-void ck_quantize_q8(const float *x, ck_q8_block *dst, int64_t n, int mode) { ck_current()->quantize_q8(x, dst, n, mode); }
+void ck_quantize_q8(const float *x, ck_q8_block *dst, int64_t n, int mode) { ck_current()->quantize_q8(x, dst, n, mode, NULL); }
 
 int ck_activation_mode(int type) {
     return (type == CK_Q4_K || type == CK_Q5_K || type == CK_Q6_K) ? CK_ACT_Q8_K : CK_ACT_Q8_0;
@@ -724,7 +724,7 @@ static CK_AVX512_TARGET void ck_repack_task(void *context, int64_t v) {
     ck_q8_block *blocks = ck_thread_scratch((size_t)nb * sizeof(ck_q8_block));
     if (!blocks) abort();
     if (v < job->count) {
-        quantize_q8_avx512(job->x + v * job->cols, blocks, job->cols, ck_activation_mode(job->type));
+        quantize_q8_avx512(job->x + v * job->cols, blocks, job->cols, ck_activation_mode(job->type), NULL);
     } else {
         memset(blocks, 0, (size_t)nb * sizeof(ck_q8_block));
     }
@@ -796,13 +796,8 @@ static int ck_run_group(ck_pool *pool, int count, const ck_matrix *matrices, con
                 xsum[m] = malloc((size_t)(2 * vectors * nb) * sizeof(int32_t));
                 owned[m] = 1;
                 if (!quantized[m] || !xsum[m]) { ok = 0; break; }
-                for (int64_t v = 0; v < vectors; v++) variant->quantize_q8(x + v * w->cols, quantized[m] + v * nb, w->cols, mode);
-                for (int64_t i = 0; i < vectors * nb; i++) {
-                    int32_t lo = 0, hi = 0;
-                    for (int k = 0; k < 16; k++) { lo += quantized[m][i].qs[k]; hi += quantized[m][i].qs[16 + k]; }
-                    xsum[m][2 * i] = lo;
-                    xsum[m][2 * i + 1] = hi;
-                }
+                for (int64_t v = 0; v < vectors; v++)
+                    variant->quantize_q8(x + v * w->cols, quantized[m] + v * nb, w->cols, mode, xsum[m] + 2 * v * nb);
             }
         }
         jobs[m] = (ck_matvec_job){variant, w->type, w->weights, w->rows, w->cols, w->row_stride,

@@ -199,19 +199,23 @@ static CK_TARGET inline float CK_NAME(abs_max)(const float *v, int64_t n) {
 }
 
 /// 32 values times `scale`, rounded to nearest-even (nearbyintf's default mode), at most
-/// `ceiling`, stored as int8; returns their sum.
-static CK_TARGET inline int32_t CK_NAME(round_block)(const float *v, float scale, int32_t ceiling, int8_t *qs) {
+/// `ceiling`, stored as int8; `halves` gets the sums of the first and the last sixteen.
+static CK_TARGET inline void CK_NAME(round_block)(const float *v, float scale, int32_t ceiling, int8_t *qs, int32_t halves[2]) {
     __m512 s = _mm512_set1_ps(scale);
     __m512i top = _mm512_set1_epi32(ceiling);
     __m512i r0 = _mm512_min_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(v), s)), top);
     __m512i r1 = _mm512_min_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(v + 16), s)), top);
     _mm_storeu_si128((__m128i *)qs, _mm512_cvtepi32_epi8(r0));
     _mm_storeu_si128((__m128i *)(qs + 16), _mm512_cvtepi32_epi8(r1));
-    return _mm512_reduce_add_epi32(_mm512_add_epi32(r0, r1));
+    halves[0] = _mm512_reduce_add_epi32(r0);
+    halves[1] = _mm512_reduce_add_epi32(r1);
 }
 #endif
 
-static CK_TARGET void CK_NAME(quantize_q8)(const float *x, ck_q8_block *out, int64_t n, int mode) {
+/// `half_sums` (when not NULL) gets Σ qs of each block's two sixteen-value halves, which the
+/// group kernels' offset corrections use.
+static CK_TARGET void CK_NAME(quantize_q8)(const float *x, ck_q8_block *out, int64_t n, int mode, int32_t *half_sums) {
+    int32_t halves[2];
 #if CK_VARIANT_AVX512
     // The scalar loops below, vectorized: the same values bit for bit.
     if (mode == CK_ACT_Q8_K) {
@@ -227,9 +231,10 @@ static CK_TARGET void CK_NAME(quantize_q8)(const float *x, ck_q8_block *out, int
             float d = amax > 0 ? 1.0f / iscale : 0.0f;
             for (int b = 0; b < 8; b++) {
                 ck_q8_block *block = out + 8 * s + b;
-                int32_t sum = CK_NAME(round_block)(v + 32 * b, iscale, 127, block->qs);
+                CK_NAME(round_block)(v + 32 * b, iscale, 127, block->qs, halves);
                 block->d = d;
-                block->s = d * (float)sum;
+                block->s = d * (float)(halves[0] + halves[1]);
+                if (half_sums) memcpy(half_sums + 2 * (8 * s + b), halves, sizeof halves);
             }
         }
         return;
@@ -237,9 +242,10 @@ static CK_TARGET void CK_NAME(quantize_q8)(const float *x, ck_q8_block *out, int
     for (int64_t b = 0; b < n / 32; b++) {
         const float *v = x + 32 * b;
         float amax = CK_NAME(abs_max)(v, 32);
-        int32_t sum = CK_NAME(round_block)(v, amax > 0 ? 127.0f / amax : 0.0f, INT32_MAX, out[b].qs);
+        CK_NAME(round_block)(v, amax > 0 ? 127.0f / amax : 0.0f, INT32_MAX, out[b].qs, halves);
         out[b].d = ck_fp16_table[ck_f32_to_fp16(amax / 127.0f)];
-        out[b].s = ck_fp16_table[ck_f32_to_fp16(out[b].d * (float)sum)];
+        out[b].s = ck_fp16_table[ck_f32_to_fp16(out[b].d * (float)(halves[0] + halves[1]))];
+        if (half_sums) memcpy(half_sums + 2 * b, halves, sizeof halves);
     }
 #else
     if (mode == CK_ACT_Q8_K) {
@@ -254,15 +260,16 @@ static CK_TARGET void CK_NAME(quantize_q8)(const float *x, ck_q8_block *out, int
             float d = amax > 0 ? 1.0f / iscale : 0.0f;
             for (int b = 0; b < 8; b++) {
                 ck_q8_block *block = out + 8 * s + b;
-                int32_t sum = 0;
+                halves[0] = halves[1] = 0;
                 for (int j = 0; j < 32; j++) {
                     int32_t r = (int32_t)nearbyintf(iscale * v[32 * b + j]);
                     r = r > 127 ? 127 : r;
                     block->qs[j] = (int8_t)r;
-                    sum += r;
+                    halves[j >= 16] += r;
                 }
                 block->d = d;
-                block->s = d * (float)sum;
+                block->s = d * (float)(halves[0] + halves[1]);
+                if (half_sums) memcpy(half_sums + 2 * (8 * s + b), halves, sizeof halves);
             }
         }
         return;
@@ -275,15 +282,16 @@ static CK_TARGET void CK_NAME(quantize_q8)(const float *x, ck_q8_block *out, int
             amax = a > amax ? a : amax;
         }
         float inverse = amax > 0 ? 127.0f / amax : 0.0f;
-        int32_t sum = 0;
+        halves[0] = halves[1] = 0;
         for (int j = 0; j < 32; j++) {
             int32_t r = (int32_t)nearbyintf(v[j] * inverse);
             out[b].qs[j] = (int8_t)r;
-            sum += r;
+            halves[j >= 16] += r;
         }
         out[b].d = ck_fp16_table[ck_f32_to_fp16(amax / 127.0f)];
         // ggml keeps Q8_1's sum term as f16 too.
-        out[b].s = ck_fp16_table[ck_f32_to_fp16(out[b].d * (float)sum)];
+        out[b].s = ck_fp16_table[ck_f32_to_fp16(out[b].d * (float)(halves[0] + halves[1]))];
+        if (half_sums) memcpy(half_sums + 2 * b, halves, sizeof halves);
     }
 #endif
 }
