@@ -184,11 +184,9 @@ static CK_TARGET int CK_NAME(dequantize_row)(int type, const void *src, float *y
 
 // MARK: activation quantization
 
-/// Quantizes activations the way ggml does for the weight format at hand, so results track
-/// llama.cpp's: `CK_ACT_Q8_0` — per 32 values, scale max|x|/127 stored as f16, values
-/// round-to-nearest-even of x·127/max|x| (ggml's Q8_0/Q8_1); `CK_ACT_Q8_K` — per 256 values,
-/// scale −max/127 with `max` the value of largest magnitude, values clamped to ≤ 127 (Q8_K),
-/// written into eight 32-value blocks that share the scale.
+// Activation quantization: three steps, each with a scalar form and (AVX-512) a vector form
+// that gives the same bits.
+
 #if CK_VARIANT_AVX512
 /// max |v| over `n` values (a multiple of 16); NaNs are passed over, as by the scalar `>`
 /// (vmaxps returns its second operand, the running maximum, when either is NaN).
@@ -196,6 +194,15 @@ static CK_TARGET inline float CK_NAME(abs_max)(const float *v, int64_t n) {
     __m512 acc = _mm512_setzero_ps();
     for (int64_t j = 0; j < n; j += 16) acc = _mm512_max_ps(_mm512_abs_ps(_mm512_loadu_ps(v + j)), acc);
     return _mm512_reduce_max_ps(acc);
+}
+
+/// The first of `n` values (a multiple of 16) whose magnitude is `amax`; 0 when none is.
+static CK_TARGET inline float CK_NAME(first_of_magnitude)(const float *v, int64_t n, float amax) {
+    for (int64_t j = 0; j < n; j += 16) {
+        __mmask16 hit = _mm512_cmp_ps_mask(_mm512_abs_ps(_mm512_loadu_ps(v + j)), _mm512_set1_ps(amax), _CMP_EQ_OQ);
+        if (hit) return v[j + __builtin_ctz(hit)];
+    }
+    return 0;
 }
 
 /// 32 values times `scale`, rounded to nearest-even (nearbyintf's default mode), at most
@@ -210,23 +217,47 @@ static CK_TARGET inline void CK_NAME(round_block)(const float *v, float scale, i
     halves[0] = _mm512_reduce_add_epi32(r0);
     halves[1] = _mm512_reduce_add_epi32(r1);
 }
+#else
+static CK_TARGET inline float CK_NAME(abs_max)(const float *v, int64_t n) {
+    float amax = 0;
+    for (int64_t j = 0; j < n; j++) {
+        float a = fabsf(v[j]);
+        amax = a > amax ? a : amax;
+    }
+    return amax;
+}
+
+static CK_TARGET inline float CK_NAME(first_of_magnitude)(const float *v, int64_t n, float amax) {
+    for (int64_t j = 0; j < n; j++)
+        if (fabsf(v[j]) == amax) return v[j];
+    return 0;
+}
+
+static CK_TARGET inline void CK_NAME(round_block)(const float *v, float scale, int32_t ceiling, int8_t *qs, int32_t halves[2]) {
+    halves[0] = halves[1] = 0;
+    for (int j = 0; j < 32; j++) {
+        int32_t r = (int32_t)nearbyintf(v[j] * scale);
+        r = r > ceiling ? ceiling : r;
+        qs[j] = (int8_t)r;
+        halves[j >= 16] += r;
+    }
+}
 #endif
 
-/// `half_sums` (when not NULL) gets Σ qs of each block's two sixteen-value halves, which the
-/// group kernels' offset corrections use.
+/// Quantizes activations the way ggml does for the weight format at hand, so results track
+/// llama.cpp's: `CK_ACT_Q8_0` — per 32 values, scale max|x|/127 stored as f16, values
+/// round-to-nearest-even of x·127/max|x| (ggml's Q8_0/Q8_1); `CK_ACT_Q8_K` — per 256 values,
+/// scale −max/127 with `max` the (first) value of largest magnitude, values clamped to ≤ 127
+/// (Q8_K), written into eight 32-value blocks that share the scale. `half_sums` (when not
+/// NULL) gets Σ qs of each block's two sixteen-value halves, which the group kernels' offset
+/// corrections use.
 static CK_TARGET void CK_NAME(quantize_q8)(const float *x, ck_q8_block *out, int64_t n, int mode, int32_t *half_sums) {
     int32_t halves[2];
-#if CK_VARIANT_AVX512
-    // The scalar loops below, vectorized: the same values bit for bit.
     if (mode == CK_ACT_Q8_K) {
         for (int64_t s = 0; s < n / 256; s++) {
             const float *v = x + 256 * s;
-            float amax = CK_NAME(abs_max)(v, 256), max = 0;
-            // The first value of largest magnitude gives the sign.
-            for (int j = 0; amax > 0 && j < 256; j += 16) {
-                __mmask16 hit = _mm512_cmp_ps_mask(_mm512_abs_ps(_mm512_loadu_ps(v + j)), _mm512_set1_ps(amax), _CMP_EQ_OQ);
-                if (hit) { max = v[j + __builtin_ctz(hit)]; break; }
-            }
+            float amax = CK_NAME(abs_max)(v, 256);
+            float max = amax > 0 ? CK_NAME(first_of_magnitude)(v, 256, amax) : 0;
             float iscale = amax > 0 ? -127.0f / max : 0.0f;
             float d = amax > 0 ? 1.0f / iscale : 0.0f;
             for (int b = 0; b < 8; b++) {
@@ -244,56 +275,10 @@ static CK_TARGET void CK_NAME(quantize_q8)(const float *x, ck_q8_block *out, int
         float amax = CK_NAME(abs_max)(v, 32);
         CK_NAME(round_block)(v, amax > 0 ? 127.0f / amax : 0.0f, INT32_MAX, out[b].qs, halves);
         out[b].d = ck_fp16_table[ck_f32_to_fp16(amax / 127.0f)];
-        out[b].s = ck_fp16_table[ck_f32_to_fp16(out[b].d * (float)(halves[0] + halves[1]))];
-        if (half_sums) memcpy(half_sums + 2 * b, halves, sizeof halves);
-    }
-#else
-    if (mode == CK_ACT_Q8_K) {
-        for (int64_t s = 0; s < n / 256; s++) {
-            const float *v = x + 256 * s;
-            float amax = 0, max = 0;
-            for (int j = 0; j < 256; j++) {
-                float a = fabsf(v[j]);
-                if (a > amax) { amax = a; max = v[j]; }
-            }
-            float iscale = amax > 0 ? -127.0f / max : 0.0f;
-            float d = amax > 0 ? 1.0f / iscale : 0.0f;
-            for (int b = 0; b < 8; b++) {
-                ck_q8_block *block = out + 8 * s + b;
-                halves[0] = halves[1] = 0;
-                for (int j = 0; j < 32; j++) {
-                    int32_t r = (int32_t)nearbyintf(iscale * v[32 * b + j]);
-                    r = r > 127 ? 127 : r;
-                    block->qs[j] = (int8_t)r;
-                    halves[j >= 16] += r;
-                }
-                block->d = d;
-                block->s = d * (float)(halves[0] + halves[1]);
-                if (half_sums) memcpy(half_sums + 2 * (8 * s + b), halves, sizeof halves);
-            }
-        }
-        return;
-    }
-    for (int64_t b = 0; b < n / 32; b++) {
-        const float *v = x + 32 * b;
-        float amax = 0;
-        for (int j = 0; j < 32; j++) {
-            float a = fabsf(v[j]);
-            amax = a > amax ? a : amax;
-        }
-        float inverse = amax > 0 ? 127.0f / amax : 0.0f;
-        halves[0] = halves[1] = 0;
-        for (int j = 0; j < 32; j++) {
-            int32_t r = (int32_t)nearbyintf(v[j] * inverse);
-            out[b].qs[j] = (int8_t)r;
-            halves[j >= 16] += r;
-        }
-        out[b].d = ck_fp16_table[ck_f32_to_fp16(amax / 127.0f)];
         // ggml keeps Q8_1's sum term as f16 too.
         out[b].s = ck_fp16_table[ck_f32_to_fp16(out[b].d * (float)(halves[0] + halves[1]))];
         if (half_sums) memcpy(half_sums + 2 * b, halves, sizeof halves);
     }
-#endif
 }
 
 // MARK: dot products
