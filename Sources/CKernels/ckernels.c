@@ -318,6 +318,20 @@ void ck_f16_to_f32_row(const uint16_t *x, float *y, int64_t n) { ck_current()->f
 
 // MARK: thread pool
 
+/// The tasks a thread has left in the current batch, `[front, back)` packed into one word (front
+/// in the low half) so that the owner (taking from the front) and a thief (from the back) claim
+/// with one compare-and-swap. Each thread starts with a contiguous share, so the rows it reads
+/// follow on from one task to the next and its prefetches run ahead into its own next task; a
+/// thread that runs dry (or one whose peer was preempted) takes the far end of another's share.
+typedef struct {
+    _Alignas(64) _Atomic uint64_t tasks;
+} ck_pool_range;
+
+struct ck_pool_worker_start {
+    struct ck_pool *pool;
+    int index;
+};
+
 struct ck_pool {
     int threads;
     pthread_t *workers;
@@ -331,8 +345,8 @@ struct ck_pool {
     uint64_t spin_ns;             // polling time before blocking
     void (*task)(void *, int64_t);
     void *context;
-    int64_t count;
-    _Atomic int64_t next;         // next task index to claim
+    ck_pool_range *ranges;        // per thread (0: the caller): the tasks it has left
+    struct ck_pool_worker_start *starts;
 };
 
 /// How long a waiting thread polls before it blocks: `GEMMA_POOL_SPIN_US` microseconds
@@ -355,16 +369,31 @@ static inline void ck_cpu_relax(void) {
 #endif
 }
 
-static void ck_pool_drain(ck_pool *pool) {
+/// Claims the next task of `range` (the front for its owner, the back for a thief), or −1.
+static inline int64_t ck_pool_claim(ck_pool_range *range, int owner) {
+    uint64_t tasks = atomic_load_explicit(&range->tasks, memory_order_relaxed);
     for (;;) {
-        int64_t index = atomic_fetch_add_explicit(&pool->next, 1, memory_order_relaxed);
-        if (index >= pool->count) break;
-        pool->task(pool->context, index);
+        uint64_t front = tasks & 0xffffffffu, back = tasks >> 32;
+        if (front >= back) return -1;
+        uint64_t claimed = owner ? tasks + 1 : ((back - 1) << 32 | front);
+        if (atomic_compare_exchange_weak_explicit(&range->tasks, &tasks, claimed, memory_order_relaxed,
+                                                  memory_order_relaxed))
+            return owner ? (int64_t)front : (int64_t)(back - 1);
+    }
+}
+
+/// Runs thread `self`'s share of the batch, then what is left of the others'.
+static void ck_pool_drain(ck_pool *pool, int self) {
+    for (int k = 0; k < pool->threads; k++) {
+        int victim = (self + k) % pool->threads;
+        for (int64_t index; (index = ck_pool_claim(&pool->ranges[victim], k == 0)) >= 0;)
+            pool->task(pool->context, index);
     }
 }
 
 static void *ck_pool_worker(void *argument) {
-    ck_pool *pool = (ck_pool *)argument;
+    ck_pool *pool = ((struct ck_pool_worker_start *)argument)->pool;
+    const int self = ((struct ck_pool_worker_start *)argument)->index;
     uint64_t seen = 0;
     for (;;) {
         uint64_t now = atomic_load_explicit(&pool->generation, memory_order_acquire);
@@ -388,7 +417,7 @@ static void *ck_pool_worker(void *argument) {
         }
         if (atomic_load(&pool->stopping)) break;
         seen = now;
-        ck_pool_drain(pool);
+        ck_pool_drain(pool, self);
         if (atomic_fetch_sub_explicit(&pool->busy_workers, 1, memory_order_acq_rel) == 1) {
             pthread_mutex_lock(&pool->mutex);
             pthread_cond_signal(&pool->finished);
@@ -414,8 +443,17 @@ ck_pool *ck_pool_create(int threads) {
     pthread_cond_init(&pool->start, NULL);
     pthread_cond_init(&pool->finished, NULL);
     pool->workers = calloc((size_t)threads, sizeof(pthread_t));
+    pool->starts = calloc((size_t)threads, sizeof(struct ck_pool_worker_start));
+    pool->ranges = aligned_alloc(_Alignof(ck_pool_range), (size_t)threads * sizeof(ck_pool_range));
+    if (!pool->workers || !pool->starts || !pool->ranges) {
+        pool->threads = 1;
+        ck_pool_destroy(pool);
+        return NULL;
+    }
+    for (int i = 0; i < threads; i++) atomic_init(&pool->ranges[i].tasks, 0);
     for (int i = 0; i < threads - 1; i++) {
-        if (pthread_create(&pool->workers[i], NULL, ck_pool_worker, pool) != 0) {
+        pool->starts[i] = (struct ck_pool_worker_start){pool, i + 1};
+        if (pthread_create(&pool->workers[i], NULL, ck_pool_worker, &pool->starts[i]) != 0) {
             pool->threads = i + 1;
             ck_pool_destroy(pool);
             return NULL;
@@ -435,6 +473,8 @@ void ck_pool_destroy(ck_pool *pool) {
     pthread_cond_destroy(&pool->start);
     pthread_cond_destroy(&pool->finished);
     free(pool->workers);
+    free(pool->starts);
+    free(pool->ranges);
     free(pool);
 }
 
@@ -442,14 +482,18 @@ int ck_pool_threads(const ck_pool *pool) { return pool ? pool->threads : 1; }
 
 void ck_pool_run(ck_pool *pool, void (*task)(void *, int64_t), void *context, int64_t count) {
     if (count <= 0) return;
+    if (count > INT32_MAX) abort();  // documented limit: shares are packed into 32-bit halves
     if (!pool || pool->threads == 1 || count == 1) {
         for (int64_t i = 0; i < count; i++) task(context, i);
         return;
     }
     pool->task = task;
     pool->context = context;
-    pool->count = count;
-    atomic_store_explicit(&pool->next, 0, memory_order_relaxed);
+    // Contiguous shares, thread i's from i·count/threads (counts fit the 32-bit halves).
+    for (int i = 0; i < pool->threads; i++) {
+        uint64_t front = (uint64_t)(count * i / pool->threads), back = (uint64_t)(count * (i + 1) / pool->threads);
+        atomic_store_explicit(&pool->ranges[i].tasks, back << 32 | front, memory_order_relaxed);
+    }
     atomic_store_explicit(&pool->busy_workers, pool->threads - 1, memory_order_relaxed);
     atomic_fetch_add(&pool->generation, 1);  // publishes the fields above
     if (atomic_load(&pool->sleepers) > 0) {
@@ -457,7 +501,7 @@ void ck_pool_run(ck_pool *pool, void (*task)(void *, int64_t), void *context, in
         pthread_cond_broadcast(&pool->start);
         pthread_mutex_unlock(&pool->mutex);
     }
-    ck_pool_drain(pool);
+    ck_pool_drain(pool, 0);
     if (pool->spin_ns > 0) {
         uint64_t deadline = ck_now_ns() + pool->spin_ns;
         for (int spin = 1; atomic_load_explicit(&pool->busy_workers, memory_order_acquire) > 0; spin++) {

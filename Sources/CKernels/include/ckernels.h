@@ -116,7 +116,8 @@ ck_pool *ck_pool_create(int threads);
 void ck_pool_destroy(ck_pool *pool);
 int ck_pool_threads(const ck_pool *pool);
 /// Runs `task(context, i)` for every i in [0, count) across the pool and returns when all are
-/// done. A NULL pool runs everything on the calling thread.
+/// done (`count` ≤ INT32_MAX). A NULL pool runs everything on the calling thread. Each thread
+/// starts on a contiguous share of the indices and takes from the others' when its own runs out.
 void ck_pool_run(ck_pool *pool, void (*task)(void *context, int64_t index), void *context,
                  int64_t count);
 

@@ -1,0 +1,47 @@
+import Foundation
+import GemmaKernels
+import XCTest
+
+final class ThreadPoolTests: XCTestCase {
+    /// Every index runs exactly once, whatever the thread and task counts (shares of zero tasks,
+    /// counts not a multiple of the threads, more threads than tasks).
+    func testEveryIndexRunsOnce() {
+        for threads in 1...4 {
+            let context = KernelContext(threads: threads)
+            for count in [1, 2, 3, 5, 7, 16, 67, 1000] {
+                let lock = NSLock()
+                var runs = [Int](repeating: 0, count: count)
+                for _ in 0..<3 {
+                    context.parallelFor(count) { index in lock.withLock { runs[index] += 1 } }
+                }
+                XCTAssertEqual(runs, Array(repeating: 3, count: count), "threads \(threads), count \(count)")
+            }
+        }
+    }
+
+    /// Two threads get contiguous halves; when the second is held up in its first task, the
+    /// caller takes the rest of that half from the far end (last index first), so a stalled
+    /// thread costs the batch one task, not its share.
+    func testAStalledThreadsShareIsTakenFromTheFarEnd() {
+        let context = KernelContext(threads: 2)
+        let count = 64
+        let caller = pthread_self()
+        let lock = NSLock()
+        var sequence = 0
+        var order = [Int](repeating: -1, count: count)
+        var ranOnCaller = [Bool](repeating: false, count: count)
+        context.parallelFor(count) { index in
+            if index == count / 2 { Thread.sleep(forTimeInterval: 0.3) }
+            lock.withLock {
+                order[index] = sequence
+                sequence += 1
+                ranOnCaller[index] = pthread_equal(pthread_self(), caller) != 0
+            }
+        }
+        let taken = (count / 2 + 1..<count)
+        XCTAssertTrue(taken.allSatisfy { ranOnCaller[$0] })
+        let steps = taken.map { order[$0] }
+        XCTAssertEqual(steps, steps.sorted(by: >), "taken from the far end, last index first")
+        XCTAssertTrue((0..<count / 2).allSatisfy { ranOnCaller[$0] })
+    }
+}
