@@ -34,6 +34,11 @@ public struct TextConfig: Sendable, Equatable {
     /// Feed-forward GELU of the format's reference: `true` for GGUF (llama.cpp looks GELU up in
     /// a table of f16 values), `false` for safetensors (transformers computes it in f32).
     public var halfPrecisionGELU = false
+    /// Logits become `cap · tanh(logits / cap)` (`final_logit_softcapping`, Gemma 2's cap; null
+    /// in every released Gemma 3). transformers applies it in `Gemma3ForCausalLM` only, so it is
+    /// read from a text-only config.json; its Gemma 3 attention ignores `attn_logit_softcapping`,
+    /// and so does this model.
+    public var finalLogitSoftcap: Float? = nil
 
     public var queryScale: Float { 1 / queryPreAttnScalar.squareRoot() }
     public var kvDim: Int { kvHeadCount * headDim }
@@ -58,6 +63,7 @@ public struct TextConfig: Sendable, Equatable {
         try check(globalLayers.count == layerCount, "\(globalLayers.count) layer kinds for \(layerCount) layers")
         try check(queryPreAttnScalar > 0 && rmsNormEps >= 0, "bad query_pre_attn_scalar or eps")
         try check(localRopeScaling > 0 && globalRopeScaling > 0, "RoPE scaling must be positive")
+        try check(finalLogitSoftcap.map { $0 > 0 && $0.isFinite } ?? true, "final_logit_softcapping must be positive")
     }
 }
 
@@ -183,7 +189,9 @@ extension TextConfig {
             globalRopeBase: globalBase,
             globalRopeScaling: globalScaling,
             globalLayers: globalLayers,
-            maxPositions: int("max_position_embeddings", 131_072))
+            maxPositions: int("max_position_embeddings", 131_072),
+            // Gemma3ForConditionalGeneration (a nested text_config) does not apply it.
+            finalLogitSoftcap: root["text_config"] == nil ? (text["final_logit_softcapping"] as? NSNumber)?.floatValue : nil)
         try validate()
     }
 }

@@ -481,7 +481,8 @@ public final class TextModel: @unchecked Sendable {
         }
     }
 
-    /// Final norm, then logits from the output head (the tied embedding) for `rows` of `hidden`.
+    /// Final norm, then logits from the output head (the tied embedding) for `rows` of `hidden`,
+    /// soft-capped where the config says so.
     func outputLogits(hidden: UnsafeMutablePointer<Float>, rows: Range<Int>) -> [Float] {
         let width = config.hiddenSize
         let normed = UnsafeMutableBufferPointer(start: hidden + rows.lowerBound * width, count: rows.count * width)
@@ -490,6 +491,9 @@ public final class TextModel: @unchecked Sendable {
         return [Float](unsafeUninitializedCapacity: rows.count * config.vocabSize) { out, initialized in
             weights.outputHead.matmul(normed.baseAddress!, count: rows.count, into: out.baseAddress!, context: kernels)
             initialized = rows.count * config.vocabSize
+            if let cap = config.finalLogitSoftcap {
+                for i in 0..<initialized { out[i] = tanhf(out[i] / cap) * cap }
+            }
         }
     }
 

@@ -54,7 +54,7 @@ func argmax(_ values: ArraySlice<Float>) -> Int32 {
 }
 
 final class FixtureParityTests: XCTestCase {
-    static let models = ["gqa_causal", "gqa_bf16", "mqa_released"]
+    static let models = ["gqa_causal", "gqa_bf16", "mqa_released", "softcapped"]
 
     func load(_ name: String) throws -> (TextModel, ExpectedRun, [Float]) {
         let folder = textFixtures.appendingPathComponent(name)
@@ -130,5 +130,19 @@ final class FixtureParityTests: XCTestCase {
         XCTAssertEqual(released.config.globalRopeScaling, 8)
         XCTAssertEqual(released.config.localRopeBase, 10_000)
         XCTAssertEqual(released.config.kvHeadCount, 1)
+        XCTAssertNil(released.config.finalLogitSoftcap)
+        let (capped, _, _) = try load("softcapped")
+        XCTAssertEqual(capped.config.finalLogitSoftcap, 4)
+    }
+
+    /// transformers caps the final logits in Gemma3ForCausalLM (a flat config) but not in
+    /// Gemma3ForConditionalGeneration (the same key under `text_config`).
+    func testFinalLogitSoftcapIsReadFromTextOnlyConfigs() throws {
+        let flat = #"{"final_logit_softcapping": 30.0, "attn_logit_softcapping": 50.0}"#
+        XCTAssertEqual(try TextConfig(configJSON: Data(flat.utf8)).finalLogitSoftcap, 30)
+        let nested = #"{"text_config": {"final_logit_softcapping": 30.0}}"#
+        XCTAssertNil(try TextConfig(configJSON: Data(nested.utf8)).finalLogitSoftcap)
+        XCTAssertNil(try TextConfig(configJSON: Data(#"{"final_logit_softcapping": null}"#.utf8)).finalLogitSoftcap)
+        XCTAssertThrowsError(try TextConfig(configJSON: Data(#"{"final_logit_softcapping": -1}"#.utf8)))
     }
 }
