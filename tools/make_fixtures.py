@@ -21,7 +21,7 @@ The models cover GQA and MQA, head_dim ≠ hidden/heads, query_pre_attn_scalar �
 linear RoPE scaling on global layers, sliding windows shorter than the prompt, several global
 layers, explicit ``layer_types`` and the every-6th default, the current transformers layout
 (``model.layers.…`` / ``model.language_model.…``), Google's released multimodal layout
-(``language_model.model.…``) with an old-style config.json, bf16 storage, and soft caps (null in released configs; transformers applies the final-logit
+(``language_model.model.…``) with an old-style config.json, bf16 storage, an untied output head, and soft caps (null in released configs; transformers applies the final-logit
 one and ignores the attention one).
 Seeds are fixed: rerunning reproduces the same files.
 """
@@ -164,20 +164,21 @@ def build_gqa_causal(out_root, name="gqa_causal", dtype=torch.float32):
     return record(model, out_dir, prompt, 8)
 
 
-def build_softcapped(out_root):
-    """Text-only Gemma3ForCausalLM with both Gemma 2 style soft caps set (released Gemma 3
-    configs have them null): transformers applies the final-logit cap (tanh) in
+def build_untied_softcapped(out_root):
+    """Text-only Gemma3ForCausalLM with its own output head (tie_word_embeddings=False: an
+    `lm_head.weight` of its own random values) and both Gemma 2 style soft caps set (released
+    Gemma 3 configs have them null): transformers applies the final-logit cap (tanh) in
     Gemma3ForCausalLM and ignores the attention cap (its Gemma 3 attention never passes it on)."""
     from transformers import Gemma3ForCausalLM, Gemma3TextConfig
 
     config = Gemma3TextConfig(**text_config_kwargs(
         num_hidden_layers=4, layer_types=["sliding_attention", "sliding_attention", "full_attention", "sliding_attention"],
-        attn_logit_softcapping=1.5, final_logit_softcapping=4.0,
+        attn_logit_softcapping=1.5, final_logit_softcapping=4.0, tie_word_embeddings=False,
     ))
-    torch.manual_seed(21)
+    torch.manual_seed(31)
     model = Gemma3ForCausalLM(config)
     randomize_norms(model, torch.Generator().manual_seed(22))
-    out_dir = os.path.join(out_root, "softcapped")
+    out_dir = os.path.join(out_root, "untied_softcapped")
     shutil.rmtree(out_dir, ignore_errors=True)
     os.makedirs(out_dir)
     model.save_pretrained(out_dir, safe_serialization=True)
@@ -318,7 +319,7 @@ def record_real_model_prompt(out_root):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--only", help="build just this model (e.g. softcapped)")
+    parser.add_argument("--only", help="build just this model (e.g. untied_softcapped)")
     parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "..", "Tests", "Fixtures", "text"))
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -326,7 +327,7 @@ def main():
         "gqa_causal": lambda: build_gqa_causal(args.out),
         "gqa_bf16": lambda: build_gqa_causal(args.out, name="gqa_bf16", dtype=torch.bfloat16),
         "mqa_released": lambda: build_mqa_released(args.out),
-        "softcapped": lambda: build_softcapped(args.out),
+        "untied_softcapped": lambda: build_untied_softcapped(args.out),
     }
     if args.only:
         builders = {args.only: builders[args.only]}

@@ -1,4 +1,5 @@
 import Foundation
+import GemmaKernels
 import GemmaWeights
 
 /// Shape and hyper-parameters of a Gemma 3 text decoder.
@@ -136,6 +137,12 @@ extension TextConfig {
         func int(_ key: String, _ fallback: Int) -> Int { (text[key] as? NSNumber)?.intValue ?? fallback }
         func float(_ key: String, _ fallback: Float) -> Float { (text[key] as? NSNumber)?.floatValue ?? fallback }
 
+        if let activation = (text["hidden_activation"] ?? text["hidden_act"]) as? String, !tanhGELUNames.contains(activation) {
+            throw TextModelError.badConfig("hidden_activation \(activation) is not supported (Gemma 3's is gelu_pytorch_tanh)")
+        }
+        if (text["use_bidirectional_attention"] as? Bool) == true {
+            throw TextModelError.badConfig("use_bidirectional_attention (an EmbeddingGemma encoder) is not supported: this model decodes causally")
+        }
         let layers = int("num_hidden_layers", 26)
         let heads = int("num_attention_heads", 8)
         var globalLayers: [Bool]

@@ -27,8 +27,8 @@ struct TextWeights: @unchecked Sendable {
     let config: TextConfig
     /// `[vocab × hidden]` embedding.
     let embedding: WeightMatrix
-    /// `[vocab × hidden]` output head: the embedding itself (Gemma ties them) unless a GGUF
-    /// carries a separate `output.weight`.
+    /// `[vocab × hidden]` output head: the embedding itself (Gemma ties them) unless the file
+    /// carries a separate one (GGUF `output.weight`, safetensors `lm_head.weight`).
     let outputHead: WeightMatrix
     /// Embedding rows are multiplied by this (√hidden, rounded as the format's reference does).
     let embeddingScale: Float
@@ -125,6 +125,9 @@ extension TextWeights {
     /// The three layouts in use: Google's releases (`language_model.model.`), current
     /// transformers multimodal (`model.language_model.`), and text-only (`model.`).
     static let safetensorsPrefixes = ["language_model.model.", "model.language_model.", "model."]
+    /// Where a checkpoint keeps an output head of its own (Gemma ties it to the embedding, and
+    /// transformers then saves none): text-only and current multimodal, then Google's layout.
+    static let untiedHeadNames = ["lm_head.weight", "language_model.lm_head.weight"]
 
     /// Hugging Face names; norms hold `w` and the model computes `x·(1 + w)`, so 1 is added here.
     static func loadSafetensors(_ checkpoint: SafetensorsCheckpoint, config: TextConfig) throws -> TextWeights {
@@ -176,10 +179,18 @@ extension TextWeights {
                 postFeedForwardNorm: try vector(p + "post_feedforward_layernorm.weight", count: c.hiddenSize))
         }
         let embedding = try matrix("embed_tokens.weight", rows: c.vocabSize, columns: c.hiddenSize)
+        // An untied head (`tie_word_embeddings: false`) is stored beside the model, not under it.
+        var outputHead = embedding
+        if let head = untiedHeadNames.lazy.compactMap({ checkpoint.tensor($0) }).first {
+            guard head.shape == [c.vocabSize, c.hiddenSize] else {
+                throw TextModelError.badTensor("\(head.name) has shape \(head.shape), expected [\(c.vocabSize), \(c.hiddenSize)]")
+            }
+            outputHead = try WeightMatrix(format: format(head), bytes: head.bytes, rows: c.vocabSize, columns: c.hiddenSize)
+        }
         return TextWeights(
             config: config,
             embedding: embedding,
-            outputHead: embedding,
+            outputHead: outputHead,
             embeddingScale: roundedScale(Float(Double(c.hiddenSize).squareRoot()), to: embedding.format),
             layers: layers,
             finalNorm: try vector("norm.weight", count: c.hiddenSize),

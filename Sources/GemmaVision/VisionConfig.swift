@@ -1,4 +1,5 @@
 import Foundation
+import GemmaKernels
 import GemmaWeights
 
 /// Shape and preprocessing of a Gemma 3 vision tower (SigLIP) and its projector.
@@ -93,6 +94,9 @@ public struct VisionConfig: Sendable, Equatable {
             }
             return exact
         }
+        if let activation = vision["hidden_act"] as? String, !tanhGELUNames.contains(activation) {
+            throw VisionError.invalidConfig("vision hidden_act \(activation) is not supported (SigLIP's is gelu_pytorch_tanh)")
+        }
         let imageSize = try int(vision, "image_size", 224)
         var result = VisionConfig(
             imageSize: imageSize,
@@ -117,8 +121,18 @@ public struct VisionConfig: Sendable, Equatable {
                 preprocessor.imageSize = height
             }
             if let factor = (pre["rescale_factor"] as? NSNumber)?.doubleValue { preprocessor.rescaleFactor = factor }
-            if let mean = pre["image_mean"] as? [NSNumber] { preprocessor.mean = mean.map(\.floatValue) }
-            if let std = pre["image_std"] as? [NSNumber] { preprocessor.std = std.map(\.floatValue) }
+            // A single number stands for every channel, as transformers' `normalize` takes it.
+            func channels(_ key: String) -> [Float]? {
+                if let list = pre[key] as? [NSNumber] { return list.map(\.floatValue) }
+                return (pre[key] as? NSNumber).map { Array(repeating: $0.floatValue, count: 3) }
+            }
+            if let mean = channels("image_mean") { preprocessor.mean = mean }
+            if let std = channels("image_std") { preprocessor.std = std }
+            if (pre["do_rescale"] as? Bool) == false { preprocessor.rescaleFactor = 1 }
+            if (pre["do_normalize"] as? Bool) == false { (preprocessor.mean, preprocessor.std) = ([0, 0, 0], [1, 1, 1]) }
+            if let resample = pre["resample"] as? NSNumber, resample.intValue != 2 {
+                throw VisionError.invalidConfig("preprocessor resample \(resample) is not supported (only PIL's bilinear, 2)")
+            }
             result.preprocessor = preprocessor
             if (pre["do_pan_and_scan"] as? Bool) == true {
                 var options = PanAndScanOptions()

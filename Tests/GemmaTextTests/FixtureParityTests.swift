@@ -54,7 +54,7 @@ func argmax(_ values: ArraySlice<Float>) -> Int32 {
 }
 
 final class FixtureParityTests: XCTestCase {
-    static let models = ["gqa_causal", "gqa_bf16", "mqa_released", "softcapped"]
+    static let models = ["gqa_causal", "gqa_bf16", "mqa_released", "untied_softcapped"]
 
     func load(_ name: String) throws -> (TextModel, ExpectedRun, [Float]) {
         let folder = textFixtures.appendingPathComponent(name)
@@ -131,7 +131,7 @@ final class FixtureParityTests: XCTestCase {
         XCTAssertEqual(released.config.localRopeBase, 10_000)
         XCTAssertEqual(released.config.kvHeadCount, 1)
         XCTAssertNil(released.config.finalLogitSoftcap)
-        let (capped, _, _) = try load("softcapped")
+        let (capped, _, _) = try load("untied_softcapped")
         XCTAssertEqual(capped.config.finalLogitSoftcap, 4)
     }
 
@@ -144,5 +144,17 @@ final class FixtureParityTests: XCTestCase {
         XCTAssertNil(try TextConfig(configJSON: Data(nested.utf8)).finalLogitSoftcap)
         XCTAssertNil(try TextConfig(configJSON: Data(#"{"final_logit_softcapping": null}"#.utf8)).finalLogitSoftcap)
         XCTAssertThrowsError(try TextConfig(configJSON: Data(#"{"final_logit_softcapping": -1}"#.utf8)))
+    }
+
+    /// Configs this model would compute differently from transformers are refused by name.
+    func testActivationsAndBidirectionalAttentionOtherThanGemma3sAreRefused() throws {
+        XCTAssertNoThrow(try TextConfig(configJSON: Data(#"{"hidden_activation": "gelu_pytorch_tanh"}"#.utf8)))
+        XCTAssertNoThrow(try TextConfig(configJSON: Data(#"{"use_bidirectional_attention": false}"#.utf8)))
+        for (json, word) in [(#"{"hidden_activation": "silu"}"#, "silu"), (#"{"hidden_act": "gelu"}"#, "gelu"),
+                             (#"{"use_bidirectional_attention": true}"#, "bidirectional")] {
+            XCTAssertThrowsError(try TextConfig(configJSON: Data(json.utf8))) { error in
+                XCTAssertTrue("\(error)".contains(word), "\(error)")
+            }
+        }
     }
 }
