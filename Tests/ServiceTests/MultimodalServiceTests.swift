@@ -127,6 +127,47 @@ final class MultimodalServiceTests: XCTestCase {
         XCTAssertEqual(third.tokens, freshThird.tokens)
     }
 
+    /// A session stopped by a stop string long after this model's 6-position local rings have
+    /// wrapped: the next turn (the tokens the client got, then new ones) reuses every position
+    /// the session computed and continues exactly as a one-off call. (Whether the engine ran a
+    /// pass past the stop token before the handler detached is a race this does not force.)
+    func testStopStringLeavesTheSessionReusableAfterTheRingsWrap() async throws {
+        let prompt: [Int32] = [2, 30, 31, 32]
+        var request = V1.GenerateRequest()
+        var input = V1.TokenInput()
+        input.ids = prompt
+        request.input = .tokens(input)
+        request.maxTokens = 40
+        request.ignoreEos = true
+        // Seeded sampling: the tiny model's greedy continuation soon repeats one token.
+        var sampling = V1.SamplingParams()
+        (sampling.temperature, sampling.seed, sampling.hasSeed) = (1, 11, true)
+        request.sampling = sampling
+        let free = try await generate(decoder, request).tokens
+        // Stop at the first token that is new after 12 tokens (twice the window of 6); the
+        // stub detokenizer writes id n as "<n>".
+        let stopAt = try XCTUnwrap((12..<free.count).first { !free[..<$0].contains(free[$0]) }, "\(free)")
+        for round in 0..<5 {
+            request.sessionID = "stop-ring-\(round)"
+            request.stop = ["<\(free[stopAt])>"]
+            input.ids = prompt
+            request.input = .tokens(input)
+            let first = try await generate(decoder, request)
+            XCTAssertEqual(first.tokens, Array(free[...stopAt]))
+            request.stop = []
+            request.maxTokens = 4
+            input.ids = prompt + first.tokens + [40, 41]
+            request.input = .tokens(input)
+            let second = try await generate(decoder, request)
+            // Every position the session computed is a prefix of this prompt.
+            XCTAssertGreaterThanOrEqual(second.usage?.cachedPromptTokens ?? 0, UInt32(prompt.count + stopAt), "round \(round)")
+            request.sessionID = ""
+            let fresh = try await generate(decoder, request)
+            XCTAssertEqual(second.tokens, fresh.tokens)
+            request.maxTokens = 40
+        }
+    }
+
     func testChatWithImagesGoesThroughTemplateAndVision() async throws {
         let item = manifest.cases[0]  // [2, 10, 11] image [12, 13, 14, 15]
         XCTAssertEqual(item.name, "one_image")
