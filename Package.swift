@@ -66,7 +66,7 @@ let package = Package(
             dependencies: ["GemmaRPC", "GemmaAPI", "GemmaServing", "GemmaVision"]),
         .executableTarget(
             name: "gemma-decoder",
-            dependencies: ["GemmaRPC", "GemmaAPI", "GemmaServing", "GemmaText", "GemmaVision", "GemmaWeights"]),
+            dependencies: ["GemmaRPC", "GemmaAPI", "GemmaServing", "GemmaText", "GemmaTokenizer", "GemmaVision", "GemmaWeights"]),
         .executableTarget(
             name: "gemma",
             dependencies: [

@@ -48,6 +48,45 @@ extension V1 {
         case bf16 = 1
     }
 
+    public struct AddedToken: ProtoMessage {
+        public var id: Int32 = 0
+        public var text: String = ""
+
+        public init() {}
+
+        init(c: UnsafePointer<Gemma__V1__AddedToken>) throws {
+            let m = c.pointee
+            self.id = m.id
+            self.text = try readString(m.text)
+        }
+
+        func c(in arena: CArena) -> UnsafeMutablePointer<Gemma__V1__AddedToken> {
+            let p = arena.allocate(Gemma__V1__AddedToken.self)
+            gemma__v1__added_token__init(p)
+            p.pointee.id = self.id
+            p.pointee.text = arena.bytes(Array(self.text.utf8))
+            return p
+        }
+
+        public init(serializedBytes bytes: UnsafeRawBufferPointer) throws {
+            let base = bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)
+            guard let c = gemma__v1__added_token__unpack(nil, bytes.count, base) else {
+                throw ProtoError.malformed("gemma.v1.AddedToken")
+            }
+            defer { gemma__v1__added_token__free_unpacked(c, nil) }
+            try self.init(c: c)
+        }
+
+        public func serializedBytes() -> [UInt8] {
+            let arena = CArena()
+            let p = c(in: arena)
+            let size = gemma__v1__added_token__get_packed_size(p)
+            return [UInt8](unsafeUninitializedCapacity: size) { buffer, count in
+                count = gemma__v1__added_token__pack(p, buffer.baseAddress)
+            }
+        }
+    }
+
     public struct CallStart: ProtoMessage {
         public var method: String = ""
         public var timeoutMs: UInt64 = 0
@@ -1732,6 +1771,91 @@ extension V1 {
             let size = gemma__v1__service_info__get_packed_size(p)
             return [UInt8](unsafeUninitializedCapacity: size) { buffer, count in
                 count = gemma__v1__service_info__pack(p, buffer.baseAddress)
+            }
+        }
+    }
+
+    public struct SurfacesPage: ProtoMessage {
+        public var vocabularySize: UInt32 = 0
+        public var firstID: UInt32 = 0
+        public var lengths: [UInt32] = []
+        public var bytes: [UInt8] = []
+        public var skippable: [UInt8] = []
+        public var added: [V1.AddedToken] = []
+
+        public init() {}
+
+        init(c: UnsafePointer<Gemma__V1__SurfacesPage>) throws {
+            let m = c.pointee
+            self.vocabularySize = m.vocabulary_size
+            self.firstID = m.first_id
+            self.lengths = readArray(m.lengths, m.n_lengths)
+            self.bytes = readBytes(m.bytes)
+            self.skippable = readBytes(m.skippable)
+            self.added = try readArray(m.added, m.n_added).map { try V1.AddedToken(c: $0!) }
+        }
+
+        func c(in arena: CArena) -> UnsafeMutablePointer<Gemma__V1__SurfacesPage> {
+            let p = arena.allocate(Gemma__V1__SurfacesPage.self)
+            gemma__v1__surfaces_page__init(p)
+            p.pointee.vocabulary_size = self.vocabularySize
+            p.pointee.first_id = self.firstID
+            p.pointee.n_lengths = self.lengths.count
+            p.pointee.lengths = arena.array(self.lengths)
+            p.pointee.bytes = arena.bytes(self.bytes)
+            p.pointee.skippable = arena.bytes(self.skippable)
+            p.pointee.n_added = self.added.count
+            p.pointee.added = arena.array(self.added.map { Optional($0.c(in: arena)) })
+            return p
+        }
+
+        public init(serializedBytes bytes: UnsafeRawBufferPointer) throws {
+            let base = bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)
+            guard let c = gemma__v1__surfaces_page__unpack(nil, bytes.count, base) else {
+                throw ProtoError.malformed("gemma.v1.SurfacesPage")
+            }
+            defer { gemma__v1__surfaces_page__free_unpacked(c, nil) }
+            try self.init(c: c)
+        }
+
+        public func serializedBytes() -> [UInt8] {
+            let arena = CArena()
+            let p = c(in: arena)
+            let size = gemma__v1__surfaces_page__get_packed_size(p)
+            return [UInt8](unsafeUninitializedCapacity: size) { buffer, count in
+                count = gemma__v1__surfaces_page__pack(p, buffer.baseAddress)
+            }
+        }
+    }
+
+    public struct SurfacesRequest: ProtoMessage {
+
+        public init() {}
+
+        init(c: UnsafePointer<Gemma__V1__SurfacesRequest>) throws {
+        }
+
+        func c(in arena: CArena) -> UnsafeMutablePointer<Gemma__V1__SurfacesRequest> {
+            let p = arena.allocate(Gemma__V1__SurfacesRequest.self)
+            gemma__v1__surfaces_request__init(p)
+            return p
+        }
+
+        public init(serializedBytes bytes: UnsafeRawBufferPointer) throws {
+            let base = bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)
+            guard let c = gemma__v1__surfaces_request__unpack(nil, bytes.count, base) else {
+                throw ProtoError.malformed("gemma.v1.SurfacesRequest")
+            }
+            defer { gemma__v1__surfaces_request__free_unpacked(c, nil) }
+            try self.init(c: c)
+        }
+
+        public func serializedBytes() -> [UInt8] {
+            let arena = CArena()
+            let p = c(in: arena)
+            let size = gemma__v1__surfaces_request__get_packed_size(p)
+            return [UInt8](unsafeUninitializedCapacity: size) { buffer, count in
+                count = gemma__v1__surfaces_request__pack(p, buffer.baseAddress)
             }
         }
     }

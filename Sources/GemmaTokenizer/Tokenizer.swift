@@ -53,12 +53,9 @@ public final class Tokenizer: Sendable {
     /// identical ids; it keeps each SentencePiece call short, and its BPE slows down on long
     /// inputs (1 MB of text in one call runs at a third of the speed of 10 KB calls).
     private let userDefinedMatcher: SpecialTokenMatcher
-    /// Decoded bytes of every piece, concatenated; piece `i` is
-    /// `surfaceBytes[surfaceOffsets[i]..<surfaceOffsets[i + 1]]`.
-    private let surfaceBytes: [UInt8]
-    private let surfaceOffsets: [Int32]
-    /// Per piece: dropped by `skipSpecial` (control, unknown and unused pieces).
-    private let isSkippable: [Bool]
+    /// Decoded bytes of every piece and of the added tokens, and what `skipSpecial` drops:
+    /// what `decode` and `StreamingDetokenizer` read (and the tokenizer service hands out).
+    public let surfaces: TokenSurfaces
     private let pieceTypes: [PieceType]
 
     // MARK: Loading
@@ -144,9 +141,7 @@ public final class Tokenizer: Sendable {
             startOfImage: try pieceID("<start_of_image>"), endOfImage: try pieceID("<end_of_image>"),
             imageSoftToken: imageSoftToken)
         pieceTypes = types
-        isSkippable = skippable
-        surfaceBytes = bytes
-        surfaceOffsets = offsets
+        surfaces = try TokenSurfaces(bytes: bytes, offsets: offsets, skippable: skippable, added: added)
         specialMatcher = SpecialTokenMatcher(tokens: specialTexts)
         userDefinedMatcher = SpecialTokenMatcher(tokens: userDefinedTexts)
     }
@@ -388,7 +383,7 @@ public final class Tokenizer: Sendable {
     public func decode(_ ids: [Int32], skipSpecial: Bool) throws -> String {
         var bytes: [UInt8] = []
         bytes.reserveCapacity(ids.count * 4)
-        for id in ids { try appendSurface(of: id, skipSpecial: skipSpecial, to: &bytes) }
+        for id in ids { try surfaces.append(id, skipSpecial: skipSpecial, to: &bytes) }
         return String(decoding: bytes, as: UTF8.self)
     }
 
@@ -399,18 +394,6 @@ public final class Tokenizer: Sendable {
         return String(decoding: try processor.decode(ids), as: UTF8.self)
     }
 
-    /// Appends the bytes `id` stands for (possibly part of a character).
-    func appendSurface(of id: Int32, skipSpecial: Bool, to bytes: inout [UInt8]) throws {
-        if id >= 0, Int(id) < vocabularySize {
-            if skipSpecial, isSkippable[Int(id)] { return }
-            let start = Int(surfaceOffsets[Int(id)]), end = Int(surfaceOffsets[Int(id) + 1])
-            bytes.append(contentsOf: surfaceBytes[start..<end])
-        } else if let added = addedTokens[id] {
-            if !skipSpecial { bytes.append(contentsOf: added.utf8) }
-        } else {
-            throw outOfRange(id)
-        }
-    }
 }
 
 /// Per-index result storage written from `concurrentPerform`; each index is written by

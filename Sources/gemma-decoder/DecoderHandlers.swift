@@ -19,6 +19,8 @@ final class DecoderHandlers: Sendable {
     let model: TextModel
     let modelPath: String
     let tokenizer: RPCClient
+    /// The tokenizer service's detokenization table, shared by every stream.
+    let surfaces: SurfaceTable
     let sessions: SessionStore
     let limits: Limits
     /// Image token, soft tokens per crop, vision services and the soft-token cache.
@@ -33,6 +35,7 @@ final class DecoderHandlers: Sendable {
         self.model = model
         self.modelPath = modelPath
         self.tokenizer = tokenizer
+        surfaces = SurfaceTable(client: tokenizer)
         self.sessions = sessions
         self.limits = limits
         self.images = images
@@ -97,6 +100,8 @@ final class DecoderHandlers: Sendable {
                                request: V1.GenerateRequest, stream: ResponseStream<V1.GenerateResponse>) async throws {
         let model = self.model
         let prompt = input.tokens
+        // Before any work: a tokenizer that cannot give text fails the call here.
+        var detokenizer = try await StreamDetokenizer.start(table: surfaces, client: tokenizer, optional: request.input.isTokens)
         let prefillStart = ContinuousClock.now
         // A long prompt goes in pieces, each its own job on the inference queue, so the decode
         // steps of other streams are not held up for the whole prefill.
@@ -119,7 +124,6 @@ final class DecoderHandlers: Sendable {
             return elapsed
         }
         let decodeStart = ContinuousClock.now
-        var detokenizer = RemoteDetokenizer(client: tokenizer, optional: request.input.isTokens)
         var stops = StopMatcher(stops: request.stop)
         var finish = V1.FinishReason.notFinished
         var generated = 0

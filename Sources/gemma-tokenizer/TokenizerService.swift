@@ -60,7 +60,34 @@ struct TokenizerHandlers: Sendable {
             try decodeIncremental(request)
         }
         service.unary("ApplyChatTemplate") { (request: V1.ChatTemplateRequest, _) in try applyChatTemplate(request) }
+        service.serverStreaming("Surfaces") { (_: V1.SurfacesRequest, _, stream: ResponseStream<V1.SurfacesPage>) in
+            for page in surfacePages() { try await stream.send(page) }
+        }
         return service
+    }
+
+    /// The detokenization table in pages of `idsPerPage` ids (~150 KB each for Gemma 3), the
+    /// added tokens on the last.
+    func surfacePages(idsPerPage: Int = 16_384) -> [V1.SurfacesPage] {
+        let surfaces = tokenizer.surfaces
+        var pages = stride(from: 0, to: max(surfaces.count, 1), by: idsPerPage).map { first in
+            var page = V1.SurfacesPage()
+            page.vocabularySize = UInt32(surfaces.count)
+            page.firstID = UInt32(first)
+            for id in first..<min(surfaces.count, first + idsPerPage) {
+                let surface = surfaces.surface(of: id)
+                page.lengths.append(UInt32(surface.count))
+                page.bytes += surface
+                page.skippable.append(surfaces.isSkippable(id) ? 1 : 0)
+            }
+            return page
+        }
+        pages[pages.count - 1].added = surfaces.added.sorted { $0.key < $1.key }.map { id, text in
+            var token = V1.AddedToken()
+            (token.id, token.text) = (id, text)
+            return token
+        }
+        return pages
     }
 
     func info() -> V1.TokenizerInfo {

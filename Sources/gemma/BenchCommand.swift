@@ -132,6 +132,9 @@ struct Bench: AsyncParsableCommand {
             figures["service_decode_tokens_per_second"] = rate
             figures["service_time_to_first_token_ms"] = ttft * 1000
             figures["service_vs_in_process"] = rate / median(inProcess)
+            // Each service round against the in-process round just before it: a machine whose
+            // speed drifts over seconds moves both sides of a pair alike.
+            figures["service_vs_in_process_paired_median"] = median(zip(service, inProcess).map { $0 / $1 })
             if concurrency > 1 {
                 figures["service_single_stream_tokens_per_second"] = median(single)
                 figures["service_concurrency_speedup"] = rate / median(single)

@@ -95,6 +95,22 @@ final class DecoderServiceTests: XCTestCase {
         XCTAssertEqual(direct.ids, result.ids)
     }
 
+    /// The decoder detokenizes streams from the table the tokenizer service hands out
+    /// (`Surfaces`): the streamed text is the tokenizer's Decode of the streamed ids, multi-byte
+    /// characters included.
+    func testStreamedTextIsTheTokenizersDecodeOfTheIds() async throws {
+        for prompt in ["日本の首都は", "Emoji are fun: 🎉", "The capital of France is"] {
+            let result = try await generate(rawRequest(prompt, maxTokens: 24))
+            var decode = V1.DecodeRequest()
+            decode.ids = result.ids
+            decode.skipSpecial = true
+            let expected = try await RPCClient(Self.tokenizer!.unixAddress)
+                .unary("/gemma.v1.Tokenizer/Decode", decode, as: V1.DecodeResponse.self).text
+            XCTAssertEqual(result.text, expected, prompt)
+            XCTAssertFalse(result.text.isEmpty, prompt)
+        }
+    }
+
     func testChatStopsAtEndOfTurnAndSeedsRepeat() async throws {
         var request = V1.GenerateRequest()
         var chat = V1.ChatInput()

@@ -119,6 +119,54 @@ final class TokenizerServiceTests: XCTestCase {
         XCTAssertEqual(rendered.ids.filter { $0 == 105 }.count, 2)
     }
 
+    /// `Surfaces` hands out the whole detokenization table in consecutive pages; text built
+    /// from it is the service's Decode, with and without skip_special (control tokens, byte
+    /// pieces of an emoji, the added `<image_soft_token>` after the vocabulary).
+    func testSurfacesReproduceDecode() async throws {
+        let client = try RPCClient(service.unixAddress)
+        var surfaces: [[UInt8]] = [], skippable: [Bool] = [], added: [Int32: String] = [:]
+        var pages = 0
+        for try await page in client.serverStreaming("/gemma.v1.Tokenizer/Surfaces", V1.SurfacesRequest(), as: V1.SurfacesPage.self) {
+            XCTAssertEqual(Int(page.firstID), surfaces.count)
+            XCTAssertEqual(page.lengths.count, page.skippable.count)
+            var offset = 0
+            for length in page.lengths {
+                surfaces.append(Array(page.bytes[offset..<(offset + Int(length))]))
+                offset += Int(length)
+            }
+            XCTAssertEqual(offset, page.bytes.count)
+            skippable += page.skippable.map { $0 != 0 }
+            for token in page.added { added[token.id] = token.text }
+            pages += 1
+            XCTAssertEqual(page.vocabularySize, 262_144)
+        }
+        XCTAssertEqual(surfaces.count, 262_144)
+        XCTAssertGreaterThan(pages, 1)
+        XCTAssertEqual(added, [262_144: "<image_soft_token>"])
+
+        var encode = V1.EncodeRequest()
+        encode.texts = ["<start_of_turn>user\nhéllo 👩‍💻 世界\t  spaces<end_of_turn>"]
+        encode.addBos = true
+        encode.parseSpecial = true
+        let ids = try await client.unary("/gemma.v1.Tokenizer/Encode", encode, as: V1.EncodeResponse.self).encodings[0].ids
+            + [262_144, 0, 3, 255_999]
+        for skipSpecial in [false, true] {
+            var bytes: [UInt8] = []
+            for id in ids {
+                if let text = added[id] {
+                    if !skipSpecial { bytes += text.utf8 }
+                } else if !(skipSpecial && skippable[Int(id)]) {
+                    bytes += surfaces[Int(id)]
+                }
+            }
+            var decode = V1.DecodeRequest()
+            decode.ids = ids
+            decode.skipSpecial = skipSpecial
+            let text = try await client.unary("/gemma.v1.Tokenizer/Decode", decode, as: V1.DecodeResponse.self).text
+            XCTAssertEqual(String(decoding: bytes, as: UTF8.self), text, "skip_special \(skipSpecial)")
+        }
+    }
+
     func testBadInputGetsAStatusAndTheServiceKeepsServing() async throws {
         let client = try RPCClient(service.unixAddress)
         var decode = V1.DecodeRequest()

@@ -457,6 +457,141 @@ void   gemma__v1__chat_template_response__free_unpacked
   assert(message->base.descriptor == &gemma__v1__chat_template_response__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   gemma__v1__surfaces_request__init
+                     (Gemma__V1__SurfacesRequest         *message)
+{
+  static const Gemma__V1__SurfacesRequest init_value = GEMMA__V1__SURFACES_REQUEST__INIT;
+  *message = init_value;
+}
+size_t gemma__v1__surfaces_request__get_packed_size
+                     (const Gemma__V1__SurfacesRequest *message)
+{
+  assert(message->base.descriptor == &gemma__v1__surfaces_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t gemma__v1__surfaces_request__pack
+                     (const Gemma__V1__SurfacesRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &gemma__v1__surfaces_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t gemma__v1__surfaces_request__pack_to_buffer
+                     (const Gemma__V1__SurfacesRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &gemma__v1__surfaces_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Gemma__V1__SurfacesRequest *
+       gemma__v1__surfaces_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Gemma__V1__SurfacesRequest *)
+     protobuf_c_message_unpack (&gemma__v1__surfaces_request__descriptor,
+                                allocator, len, data);
+}
+void   gemma__v1__surfaces_request__free_unpacked
+                     (Gemma__V1__SurfacesRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &gemma__v1__surfaces_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   gemma__v1__added_token__init
+                     (Gemma__V1__AddedToken         *message)
+{
+  static const Gemma__V1__AddedToken init_value = GEMMA__V1__ADDED_TOKEN__INIT;
+  *message = init_value;
+}
+size_t gemma__v1__added_token__get_packed_size
+                     (const Gemma__V1__AddedToken *message)
+{
+  assert(message->base.descriptor == &gemma__v1__added_token__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t gemma__v1__added_token__pack
+                     (const Gemma__V1__AddedToken *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &gemma__v1__added_token__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t gemma__v1__added_token__pack_to_buffer
+                     (const Gemma__V1__AddedToken *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &gemma__v1__added_token__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Gemma__V1__AddedToken *
+       gemma__v1__added_token__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Gemma__V1__AddedToken *)
+     protobuf_c_message_unpack (&gemma__v1__added_token__descriptor,
+                                allocator, len, data);
+}
+void   gemma__v1__added_token__free_unpacked
+                     (Gemma__V1__AddedToken *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &gemma__v1__added_token__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   gemma__v1__surfaces_page__init
+                     (Gemma__V1__SurfacesPage         *message)
+{
+  static const Gemma__V1__SurfacesPage init_value = GEMMA__V1__SURFACES_PAGE__INIT;
+  *message = init_value;
+}
+size_t gemma__v1__surfaces_page__get_packed_size
+                     (const Gemma__V1__SurfacesPage *message)
+{
+  assert(message->base.descriptor == &gemma__v1__surfaces_page__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t gemma__v1__surfaces_page__pack
+                     (const Gemma__V1__SurfacesPage *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &gemma__v1__surfaces_page__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t gemma__v1__surfaces_page__pack_to_buffer
+                     (const Gemma__V1__SurfacesPage *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &gemma__v1__surfaces_page__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Gemma__V1__SurfacesPage *
+       gemma__v1__surfaces_page__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Gemma__V1__SurfacesPage *)
+     protobuf_c_message_unpack (&gemma__v1__surfaces_page__descriptor,
+                                allocator, len, data);
+}
+void   gemma__v1__surfaces_page__free_unpacked
+                     (Gemma__V1__SurfacesPage *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &gemma__v1__surfaces_page__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 static const ProtobufCFieldDescriptor gemma__v1__tokenizer_info__field_descriptors[11] =
 {
   {
@@ -1162,7 +1297,179 @@ const ProtobufCMessageDescriptor gemma__v1__chat_template_response__descriptor =
   (ProtobufCMessageInit) gemma__v1__chat_template_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCMethodDescriptor gemma__v1__tokenizer__method_descriptors[6] =
+#define gemma__v1__surfaces_request__field_descriptors NULL
+#define gemma__v1__surfaces_request__field_indices_by_name NULL
+#define gemma__v1__surfaces_request__number_ranges NULL
+const ProtobufCMessageDescriptor gemma__v1__surfaces_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "gemma.v1.SurfacesRequest",
+  "SurfacesRequest",
+  "Gemma__V1__SurfacesRequest",
+  "gemma.v1",
+  sizeof(Gemma__V1__SurfacesRequest),
+  0,
+  gemma__v1__surfaces_request__field_descriptors,
+  gemma__v1__surfaces_request__field_indices_by_name,
+  0,  gemma__v1__surfaces_request__number_ranges,
+  (ProtobufCMessageInit) gemma__v1__surfaces_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor gemma__v1__added_token__field_descriptors[2] =
+{
+  {
+    "id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT32,
+    0,   /* quantifier_offset */
+    offsetof(Gemma__V1__AddedToken, id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "text",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BYTES,
+    0,   /* quantifier_offset */
+    offsetof(Gemma__V1__AddedToken, text),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned gemma__v1__added_token__field_indices_by_name[] = {
+  0,   /* field[0] = id */
+  1,   /* field[1] = text */
+};
+static const ProtobufCIntRange gemma__v1__added_token__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor gemma__v1__added_token__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "gemma.v1.AddedToken",
+  "AddedToken",
+  "Gemma__V1__AddedToken",
+  "gemma.v1",
+  sizeof(Gemma__V1__AddedToken),
+  2,
+  gemma__v1__added_token__field_descriptors,
+  gemma__v1__added_token__field_indices_by_name,
+  1,  gemma__v1__added_token__number_ranges,
+  (ProtobufCMessageInit) gemma__v1__added_token__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor gemma__v1__surfaces_page__field_descriptors[6] =
+{
+  {
+    "vocabulary_size",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Gemma__V1__SurfacesPage, vocabulary_size),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "first_id",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Gemma__V1__SurfacesPage, first_id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "lengths",
+    3,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_UINT32,
+    offsetof(Gemma__V1__SurfacesPage, n_lengths),
+    offsetof(Gemma__V1__SurfacesPage, lengths),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "bytes",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BYTES,
+    0,   /* quantifier_offset */
+    offsetof(Gemma__V1__SurfacesPage, bytes),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "skippable",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BYTES,
+    0,   /* quantifier_offset */
+    offsetof(Gemma__V1__SurfacesPage, skippable),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "added",
+    6,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Gemma__V1__SurfacesPage, n_added),
+    offsetof(Gemma__V1__SurfacesPage, added),
+    &gemma__v1__added_token__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned gemma__v1__surfaces_page__field_indices_by_name[] = {
+  5,   /* field[5] = added */
+  3,   /* field[3] = bytes */
+  1,   /* field[1] = first_id */
+  2,   /* field[2] = lengths */
+  4,   /* field[4] = skippable */
+  0,   /* field[0] = vocabulary_size */
+};
+static const ProtobufCIntRange gemma__v1__surfaces_page__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 6 }
+};
+const ProtobufCMessageDescriptor gemma__v1__surfaces_page__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "gemma.v1.SurfacesPage",
+  "SurfacesPage",
+  "Gemma__V1__SurfacesPage",
+  "gemma.v1",
+  sizeof(Gemma__V1__SurfacesPage),
+  6,
+  gemma__v1__surfaces_page__field_descriptors,
+  gemma__v1__surfaces_page__field_indices_by_name,
+  1,  gemma__v1__surfaces_page__number_ranges,
+  (ProtobufCMessageInit) gemma__v1__surfaces_page__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCMethodDescriptor gemma__v1__tokenizer__method_descriptors[7] =
 {
   { "Health", &gemma__v1__health_request__descriptor, &gemma__v1__health_response__descriptor },
   { "Info", &gemma__v1__info_request__descriptor, &gemma__v1__tokenizer_info__descriptor },
@@ -1170,6 +1477,7 @@ static const ProtobufCMethodDescriptor gemma__v1__tokenizer__method_descriptors[
   { "Decode", &gemma__v1__decode_request__descriptor, &gemma__v1__decode_response__descriptor },
   { "DecodeIncremental", &gemma__v1__decode_incremental_request__descriptor, &gemma__v1__decode_incremental_response__descriptor },
   { "ApplyChatTemplate", &gemma__v1__chat_template_request__descriptor, &gemma__v1__chat_template_response__descriptor },
+  { "Surfaces", &gemma__v1__surfaces_request__descriptor, &gemma__v1__surfaces_page__descriptor },
 };
 const unsigned gemma__v1__tokenizer__method_indices_by_name[] = {
   5,        /* ApplyChatTemplate */
@@ -1177,7 +1485,8 @@ const unsigned gemma__v1__tokenizer__method_indices_by_name[] = {
   4,        /* DecodeIncremental */
   2,        /* Encode */
   0,        /* Health */
-  1         /* Info */
+  1,        /* Info */
+  6         /* Surfaces */
 };
 const ProtobufCServiceDescriptor gemma__v1__tokenizer__descriptor =
 {
@@ -1186,7 +1495,7 @@ const ProtobufCServiceDescriptor gemma__v1__tokenizer__descriptor =
   "Tokenizer",
   "Gemma__V1__Tokenizer",
   "gemma.v1",
-  6,
+  7,
   gemma__v1__tokenizer__method_descriptors,
   gemma__v1__tokenizer__method_indices_by_name
 };
@@ -1237,6 +1546,14 @@ void gemma__v1__tokenizer__apply_chat_template(ProtobufCService *service,
 {
   assert(service->descriptor == &gemma__v1__tokenizer__descriptor);
   service->invoke(service, 5, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void gemma__v1__tokenizer__surfaces(ProtobufCService *service,
+                                    const Gemma__V1__SurfacesRequest *input,
+                                    Gemma__V1__SurfacesPage_Closure closure,
+                                    void *closure_data)
+{
+  assert(service->descriptor == &gemma__v1__tokenizer__descriptor);
+  service->invoke(service, 6, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void gemma__v1__tokenizer__init (Gemma__V1__Tokenizer_Service *service,
                                  Gemma__V1__Tokenizer_ServiceDestroy destroy)

@@ -26,6 +26,9 @@ typedef struct Gemma__V1__DecodeIncrementalRequest Gemma__V1__DecodeIncrementalR
 typedef struct Gemma__V1__DecodeIncrementalResponse Gemma__V1__DecodeIncrementalResponse;
 typedef struct Gemma__V1__ChatTemplateRequest Gemma__V1__ChatTemplateRequest;
 typedef struct Gemma__V1__ChatTemplateResponse Gemma__V1__ChatTemplateResponse;
+typedef struct Gemma__V1__SurfacesRequest Gemma__V1__SurfacesRequest;
+typedef struct Gemma__V1__AddedToken Gemma__V1__AddedToken;
+typedef struct Gemma__V1__SurfacesPage Gemma__V1__SurfacesPage;
 
 
 /* --- enums --- */
@@ -185,6 +188,58 @@ struct  Gemma__V1__ChatTemplateResponse
 #define GEMMA__V1__CHAT_TEMPLATE_RESPONSE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&gemma__v1__chat_template_response__descriptor) \
     , {0,NULL}, 0,NULL }
+
+
+struct  Gemma__V1__SurfacesRequest
+{
+  ProtobufCMessage base;
+};
+#define GEMMA__V1__SURFACES_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&gemma__v1__surfaces_request__descriptor) \
+     }
+
+
+struct  Gemma__V1__AddedToken
+{
+  ProtobufCMessage base;
+  int32_t id;
+  ProtobufCBinaryData text;
+};
+#define GEMMA__V1__ADDED_TOKEN__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&gemma__v1__added_token__descriptor) \
+    , 0, {0,NULL} }
+
+
+struct  Gemma__V1__SurfacesPage
+{
+  ProtobufCMessage base;
+  /*
+   * Pieces in the vocabulary (ids 0 … vocabulary_size − 1), the same on every page.
+   */
+  uint32_t vocabulary_size;
+  /*
+   * This page holds ids first_id … first_id + lengths_size − 1.
+   */
+  uint32_t first_id;
+  /*
+   * Byte length of each id's surface; the surfaces follow one another in `bytes`.
+   */
+  size_t n_lengths;
+  uint32_t *lengths;
+  ProtobufCBinaryData bytes;
+  /*
+   * One byte per id of the page: 1 where skip_special leaves the id out.
+   */
+  ProtobufCBinaryData skippable;
+  /*
+   * On the last page: tokens beyond the vocabulary (skip_special leaves them out).
+   */
+  size_t n_added;
+  Gemma__V1__AddedToken **added;
+};
+#define GEMMA__V1__SURFACES_PAGE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&gemma__v1__surfaces_page__descriptor) \
+    , 0, 0, 0,NULL, {0,NULL}, {0,NULL}, 0,NULL }
 
 
 /* Gemma__V1__TokenizerInfo methods */
@@ -377,6 +432,63 @@ Gemma__V1__ChatTemplateResponse *
 void   gemma__v1__chat_template_response__free_unpacked
                      (Gemma__V1__ChatTemplateResponse *message,
                       ProtobufCAllocator *allocator);
+/* Gemma__V1__SurfacesRequest methods */
+void   gemma__v1__surfaces_request__init
+                     (Gemma__V1__SurfacesRequest         *message);
+size_t gemma__v1__surfaces_request__get_packed_size
+                     (const Gemma__V1__SurfacesRequest   *message);
+size_t gemma__v1__surfaces_request__pack
+                     (const Gemma__V1__SurfacesRequest   *message,
+                      uint8_t             *out);
+size_t gemma__v1__surfaces_request__pack_to_buffer
+                     (const Gemma__V1__SurfacesRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Gemma__V1__SurfacesRequest *
+       gemma__v1__surfaces_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   gemma__v1__surfaces_request__free_unpacked
+                     (Gemma__V1__SurfacesRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Gemma__V1__AddedToken methods */
+void   gemma__v1__added_token__init
+                     (Gemma__V1__AddedToken         *message);
+size_t gemma__v1__added_token__get_packed_size
+                     (const Gemma__V1__AddedToken   *message);
+size_t gemma__v1__added_token__pack
+                     (const Gemma__V1__AddedToken   *message,
+                      uint8_t             *out);
+size_t gemma__v1__added_token__pack_to_buffer
+                     (const Gemma__V1__AddedToken   *message,
+                      ProtobufCBuffer     *buffer);
+Gemma__V1__AddedToken *
+       gemma__v1__added_token__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   gemma__v1__added_token__free_unpacked
+                     (Gemma__V1__AddedToken *message,
+                      ProtobufCAllocator *allocator);
+/* Gemma__V1__SurfacesPage methods */
+void   gemma__v1__surfaces_page__init
+                     (Gemma__V1__SurfacesPage         *message);
+size_t gemma__v1__surfaces_page__get_packed_size
+                     (const Gemma__V1__SurfacesPage   *message);
+size_t gemma__v1__surfaces_page__pack
+                     (const Gemma__V1__SurfacesPage   *message,
+                      uint8_t             *out);
+size_t gemma__v1__surfaces_page__pack_to_buffer
+                     (const Gemma__V1__SurfacesPage   *message,
+                      ProtobufCBuffer     *buffer);
+Gemma__V1__SurfacesPage *
+       gemma__v1__surfaces_page__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   gemma__v1__surfaces_page__free_unpacked
+                     (Gemma__V1__SurfacesPage *message,
+                      ProtobufCAllocator *allocator);
 /* --- per-message closures --- */
 
 typedef void (*Gemma__V1__TokenizerInfo_Closure)
@@ -409,6 +521,15 @@ typedef void (*Gemma__V1__ChatTemplateRequest_Closure)
 typedef void (*Gemma__V1__ChatTemplateResponse_Closure)
                  (const Gemma__V1__ChatTemplateResponse *message,
                   void *closure_data);
+typedef void (*Gemma__V1__SurfacesRequest_Closure)
+                 (const Gemma__V1__SurfacesRequest *message,
+                  void *closure_data);
+typedef void (*Gemma__V1__AddedToken_Closure)
+                 (const Gemma__V1__AddedToken *message,
+                  void *closure_data);
+typedef void (*Gemma__V1__SurfacesPage_Closure)
+                 (const Gemma__V1__SurfacesPage *message,
+                  void *closure_data);
 
 /* --- services --- */
 
@@ -440,6 +561,10 @@ struct Gemma__V1__Tokenizer_Service
                               const Gemma__V1__ChatTemplateRequest *input,
                               Gemma__V1__ChatTemplateResponse_Closure closure,
                               void *closure_data);
+  void (*surfaces)(Gemma__V1__Tokenizer_Service *service,
+                   const Gemma__V1__SurfacesRequest *input,
+                   Gemma__V1__SurfacesPage_Closure closure,
+                   void *closure_data);
 };
 typedef void (*Gemma__V1__Tokenizer_ServiceDestroy)(Gemma__V1__Tokenizer_Service *);
 void gemma__v1__tokenizer__init (Gemma__V1__Tokenizer_Service *service,
@@ -453,7 +578,8 @@ void gemma__v1__tokenizer__init (Gemma__V1__Tokenizer_Service *service,
       function_prefix__ ## encode,\
       function_prefix__ ## decode,\
       function_prefix__ ## decode_incremental,\
-      function_prefix__ ## apply_chat_template  }
+      function_prefix__ ## apply_chat_template,\
+      function_prefix__ ## surfaces  }
 void gemma__v1__tokenizer__health(ProtobufCService *service,
                                   const Gemma__V1__HealthRequest *input,
                                   Gemma__V1__HealthResponse_Closure closure,
@@ -478,6 +604,10 @@ void gemma__v1__tokenizer__apply_chat_template(ProtobufCService *service,
                                                const Gemma__V1__ChatTemplateRequest *input,
                                                Gemma__V1__ChatTemplateResponse_Closure closure,
                                                void *closure_data);
+void gemma__v1__tokenizer__surfaces(ProtobufCService *service,
+                                    const Gemma__V1__SurfacesRequest *input,
+                                    Gemma__V1__SurfacesPage_Closure closure,
+                                    void *closure_data);
 
 /* --- descriptors --- */
 
@@ -491,6 +621,9 @@ extern const ProtobufCMessageDescriptor gemma__v1__decode_incremental_request__d
 extern const ProtobufCMessageDescriptor gemma__v1__decode_incremental_response__descriptor;
 extern const ProtobufCMessageDescriptor gemma__v1__chat_template_request__descriptor;
 extern const ProtobufCMessageDescriptor gemma__v1__chat_template_response__descriptor;
+extern const ProtobufCMessageDescriptor gemma__v1__surfaces_request__descriptor;
+extern const ProtobufCMessageDescriptor gemma__v1__added_token__descriptor;
+extern const ProtobufCMessageDescriptor gemma__v1__surfaces_page__descriptor;
 extern const ProtobufCServiceDescriptor gemma__v1__tokenizer__descriptor;
 
 PROTOBUF_C__END_DECLS
