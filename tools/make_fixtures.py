@@ -178,11 +178,7 @@ def build_untied_softcapped(out_root):
     torch.manual_seed(31)
     model = Gemma3ForCausalLM(config)
     randomize_norms(model, torch.Generator().manual_seed(22))
-    out_dir = os.path.join(out_root, "untied_softcapped")
-    shutil.rmtree(out_dir, ignore_errors=True)
-    os.makedirs(out_dir)
-    model.save_pretrained(out_dir, safe_serialization=True)
-    prune(out_dir)
+    out_dir = save_checkpoint(model, out_root, "untied_softcapped")
     generator = np.random.default_rng(23)
     prompt = [2] + generator.integers(3, 512, size=14).tolist()
     return record(model, out_dir, prompt, 8)
@@ -209,11 +205,7 @@ def build_mqa_released(out_root):
     torch.manual_seed(17)
     model = Gemma3ForConditionalGeneration(config)
     randomize_norms(model, torch.Generator().manual_seed(18))
-    out_dir = os.path.join(out_root, "mqa_released")
-    shutil.rmtree(out_dir, ignore_errors=True)
-    os.makedirs(out_dir)
-    model.save_pretrained(out_dir, safe_serialization=True)
-    prune(out_dir)
+    out_dir = save_checkpoint(model, out_root, "mqa_released")
 
     # Rename tensors to the layout of Google's releases.
     path = os.path.join(out_dir, "model.safetensors")
@@ -278,6 +270,17 @@ def record_multimodal(model, out_dir, generator):
         json.dump({"tokens": tokens, "groups": groups,
                    "overrides": [{"start": 4, "values": overrides[:4].flatten().tolist()},
                                  {"start": 15, "values": overrides[4:].flatten().tolist()}]}, f)
+
+
+def save_checkpoint(model, out_root, name):
+    """Saves `model` as transformers does into a fresh `out_root/name`, keeping only the
+    checkpoint files; returns the folder."""
+    out_dir = os.path.join(out_root, name)
+    shutil.rmtree(out_dir, ignore_errors=True)
+    os.makedirs(out_dir)
+    model.save_pretrained(out_dir, safe_serialization=True)
+    prune(out_dir)
+    return out_dir
 
 
 def prune(out_dir):
