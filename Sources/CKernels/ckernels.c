@@ -482,11 +482,11 @@ int ck_pool_threads(const ck_pool *pool) { return pool ? pool->threads : 1; }
 
 void ck_pool_run(ck_pool *pool, void (*task)(void *, int64_t), void *context, int64_t count) {
     if (count <= 0) return;
-    if (count > INT32_MAX) abort();  // documented limit: shares are packed into 32-bit halves
     if (!pool || pool->threads == 1 || count == 1) {
         for (int64_t i = 0; i < count; i++) task(context, i);
         return;
     }
+    if (count > INT32_MAX) abort();  // documented limit: shares are packed into 32-bit halves
     pool->task = task;
     pool->context = context;
     // Contiguous shares, thread i's from i·count/threads (counts fit the 32-bit halves).

@@ -40,6 +40,9 @@ public struct TextConfig: Sendable, Equatable {
     /// read from a text-only config.json; its Gemma 3 attention ignores `attn_logit_softcapping`,
     /// and so does this model.
     public var finalLogitSoftcap: Float? = nil
+    /// Whether the output head is the embedding (`tie_word_embeddings`; Gemma's default). When
+    /// false, a safetensors checkpoint must carry `lm_head.weight`.
+    public var tiedEmbeddings = true
 
     public var queryScale: Float { 1 / queryPreAttnScalar.squareRoot() }
     public var kvDim: Int { kvHeadCount * headDim }
@@ -137,7 +140,8 @@ extension TextConfig {
         func int(_ key: String, _ fallback: Int) -> Int { (text[key] as? NSNumber)?.intValue ?? fallback }
         func float(_ key: String, _ fallback: Float) -> Float { (text[key] as? NSNumber)?.floatValue ?? fallback }
 
-        if let activation = (text["hidden_activation"] ?? text["hidden_act"]) as? String, !tanhGELUNames.contains(activation) {
+        if let activation = (text["hidden_activation"] as? String) ?? (text["hidden_act"] as? String),
+           !tanhGELUNames.contains(activation) {
             throw TextModelError.badConfig("hidden_activation \(activation) is not supported (Gemma 3's is gelu_pytorch_tanh)")
         }
         if (text["use_bidirectional_attention"] as? Bool) == true {
@@ -198,7 +202,8 @@ extension TextConfig {
             globalLayers: globalLayers,
             maxPositions: int("max_position_embeddings", 131_072),
             // Gemma3ForConditionalGeneration (a nested text_config) does not apply it.
-            finalLogitSoftcap: root["text_config"] == nil ? (text["final_logit_softcapping"] as? NSNumber)?.floatValue : nil)
+            finalLogitSoftcap: root["text_config"] == nil ? (text["final_logit_softcapping"] as? NSNumber)?.floatValue : nil,
+            tiedEmbeddings: (text["tie_word_embeddings"] as? Bool) ?? (root["tie_word_embeddings"] as? Bool) ?? true)
         try validate()
     }
 }

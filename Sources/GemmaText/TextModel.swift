@@ -481,7 +481,7 @@ public final class TextModel: @unchecked Sendable {
         }
     }
 
-    /// Final norm, then logits from the output head (the tied embedding) for `rows` of `hidden`,
+    /// Final norm, then logits from the output head (usually the tied embedding) for `rows` of `hidden`,
     /// soft-capped where the config says so.
     func outputLogits(hidden: UnsafeMutablePointer<Float>, rows: Range<Int>) -> [Float] {
         let width = config.hiddenSize

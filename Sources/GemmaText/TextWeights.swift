@@ -181,7 +181,11 @@ extension TextWeights {
         let embedding = try matrix("embed_tokens.weight", rows: c.vocabSize, columns: c.hiddenSize)
         // An untied head (`tie_word_embeddings: false`) is stored beside the model, not under it.
         var outputHead = embedding
-        if let head = untiedHeadNames.lazy.compactMap({ checkpoint.tensor($0) }).first {
+        let untiedHead = untiedHeadNames.lazy.compactMap({ checkpoint.tensor($0) }).first
+        if untiedHead == nil && !c.tiedEmbeddings {
+            throw TextModelError.missingTensor("lm_head.weight (tie_word_embeddings is false)")
+        }
+        if let head = untiedHead {
             guard head.shape == [c.vocabSize, c.hiddenSize] else {
                 throw TextModelError.badTensor("\(head.name) has shape \(head.shape), expected [\(c.vocabSize), \(c.hiddenSize)]")
             }

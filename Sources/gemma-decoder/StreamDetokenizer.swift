@@ -5,18 +5,29 @@ import GemmaTokenizer
 /// The tokenizer service's detokenization table (its `Surfaces` method), fetched once per
 /// decoder process and shared by every stream, so that a streamed token's text costs no call:
 /// a tokenizer round trip per token took ~4% off decode through the services on two cores.
+/// (A tokenizer service restarted on another vocabulary needs the decoder restarted too, as
+/// its model's vocabulary would.)
 actor SurfaceTable {
+    /// Largest vocabulary and most added tokens accepted from a tokenizer service.
+    static let maxVocabulary = 1 << 22, maxAddedTokens = 4096
+
     private let client: RPCClient
     private var table: TokenSurfaces?
     private var download: Task<TokenSurfaces, any Error>?
+    /// A tokenizer service without `Surfaces` is not asked again until then.
+    private var unsupportedUntil: ContinuousClock.Instant?
 
     init(client: RPCClient) {
         self.client = client
     }
 
-    /// The table; a failed fetch is not remembered (the next stream asks again).
+    /// The table; a failed fetch is not remembered (the next stream asks again), except that a
+    /// service without the method (UNIMPLEMENTED) is taken at its word for a minute.
     func get() async throws -> TokenSurfaces {
         if let table { return table }
+        if let until = unsupportedUntil, ContinuousClock.now < until {
+            throw RPCError(.unimplemented, "the tokenizer service has no Surfaces method")
+        }
         let download = self.download ?? Task { [client] in try await Self.fetch(client) }
         self.download = download
         do {
@@ -24,7 +35,9 @@ actor SurfaceTable {
             self.table = table
             return table
         } catch {
-            self.download = nil
+            // Another stream may have started a newer download meanwhile.
+            if self.download == download { self.download = nil }
+            if let error = error as? RPCError, error.code == .unimplemented { unsupportedUntil = .now + .seconds(60) }
             throw error
         }
     }
@@ -38,6 +51,7 @@ actor SurfaceTable {
         for try await page in client.serverStreaming("/gemma.v1.Tokenizer/Surfaces", V1.SurfacesRequest(),
                                                      as: V1.SurfacesPage.self, timeout: .seconds(60)) {
             guard vocabulary == nil || vocabulary == page.vocabularySize else { throw malformed("vocabulary size changed") }
+            guard page.vocabularySize <= maxVocabulary else { throw malformed("a vocabulary of \(page.vocabularySize) ids") }
             vocabulary = page.vocabularySize
             guard page.firstID == skippable.count else { throw malformed("ids from \(page.firstID), expected \(skippable.count)") }
             guard page.lengths.count == page.skippable.count,
@@ -50,6 +64,7 @@ actor SurfaceTable {
             bytes += page.bytes
             skippable += page.skippable.map { $0 != 0 }
             for token in page.added { added[token.id] = token.text }
+            guard added.count <= maxAddedTokens else { throw malformed("over \(maxAddedTokens) added tokens") }
         }
         guard let vocabulary, skippable.count == Int(vocabulary) else {
             throw malformed("\(skippable.count) ids for a vocabulary of \(vocabulary ?? 0)")

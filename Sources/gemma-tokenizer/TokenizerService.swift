@@ -46,8 +46,8 @@ struct TokenizerHandlers: Sendable {
     func service() -> RPCService {
         var service = RPCService(name: "gemma.v1.Tokenizer")
         service.addHealth()
-        // Lookups and decoding are quick (a streamed token's detokenization is one call per
-        // token): answered on the event loop. Encoding and the chat template can take
+        // Lookups and decoding are quick (a client that streams through DecodeIncremental
+        // calls once per token): answered on the event loop. Encoding and the chat template can take
         // milliseconds for a long text, so they run in tasks.
         service.quickUnary("Info") { (_: V1.InfoRequest, _) in info() }
         service.unary("Encode") { (request: V1.EncodeRequest, _) in try encode(request) }

@@ -19,9 +19,9 @@ final class ThreadPoolTests: XCTestCase {
         }
     }
 
-    /// Two threads get contiguous halves; when the second is held up in its first task, the
-    /// caller takes the rest of that half from the far end (last index first), so a stalled
-    /// thread costs the batch one task, not its share.
+    /// Two threads get contiguous halves; when the second is held up in its first task (until
+    /// the caller has run index 33), the caller takes the rest of that half from the far end
+    /// (last index first), so a stalled thread costs the batch one task, not its share.
     func testAStalledThreadsShareIsTakenFromTheFarEnd() {
         let context = KernelContext(threads: 2)
         let count = 64
@@ -30,13 +30,17 @@ final class ThreadPoolTests: XCTestCase {
         var sequence = 0
         var order = [Int](repeating: -1, count: count)
         var ranOnCaller = [Bool](repeating: false, count: count)
+        let release = DispatchSemaphore(value: 0)
         context.parallelFor(count) { index in
-            if index == count / 2 { Thread.sleep(forTimeInterval: 0.3) }
+            // Whoever runs index 32 (the worker, or the caller if the worker came late) waits
+            // for 33, which only the caller can run while 32 is held.
+            if index == count / 2 { XCTAssertEqual(release.wait(timeout: .now() + 10), .success) }
             lock.withLock {
                 order[index] = sequence
                 sequence += 1
                 ranOnCaller[index] = pthread_equal(pthread_self(), caller) != 0
             }
+            if index == count / 2 + 1 { release.signal() }
         }
         let taken = (count / 2 + 1..<count)
         XCTAssertTrue(taken.allSatisfy { ranOnCaller[$0] })

@@ -146,6 +146,25 @@ final class FixtureParityTests: XCTestCase {
         XCTAssertThrowsError(try TextConfig(configJSON: Data(#"{"final_logit_softcapping": -1}"#.utf8)))
     }
 
+    /// A config that unties the head from the embedding needs the head in the checkpoint.
+    func testUntiedConfigWithoutItsHeadIsRefused() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("untied-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let source = textFixtures.appendingPathComponent("gqa_causal")
+        try FileManager.default.copyItem(at: source.appendingPathComponent("model.safetensors"),
+                                         to: folder.appendingPathComponent("model.safetensors"))
+        var config = try JSONSerialization.jsonObject(with: Data(contentsOf: source.appendingPathComponent("config.json"))) as! [String: Any]
+        config["tie_word_embeddings"] = false
+        try JSONSerialization.data(withJSONObject: config).write(to: folder.appendingPathComponent("config.json"))
+        XCTAssertThrowsError(try TextModel(path: folder.path, threads: 1)) { error in
+            XCTAssertTrue("\(error)".contains("lm_head.weight"), "\(error)")
+        }
+        config["tie_word_embeddings"] = true
+        try JSONSerialization.data(withJSONObject: config).write(to: folder.appendingPathComponent("config.json"))
+        XCTAssertNoThrow(try TextModel(path: folder.path, threads: 1))
+    }
+
     /// Configs this model would compute differently from transformers are refused by name.
     func testActivationsAndBidirectionalAttentionOtherThanGemma3sAreRefused() throws {
         XCTAssertNoThrow(try TextConfig(configJSON: Data(#"{"hidden_activation": "gelu_pytorch_tanh"}"#.utf8)))
