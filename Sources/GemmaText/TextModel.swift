@@ -492,7 +492,12 @@ public final class TextModel: @unchecked Sendable {
             weights.outputHead.matmul(normed.baseAddress!, count: rows.count, into: out.baseAddress!, context: kernels)
             initialized = rows.count * config.vocabSize
             if let cap = config.finalLogitSoftcap {
-                for i in 0..<initialized { out[i] = tanhf(out[i] / cap) * cap }
+                // 262k tanhf calls per position: split across the pool (all-position logits of
+                // the test models take several chunks too).
+                let (logits, count, chunk) = (out.baseAddress!, initialized, 4096)
+                kernels.parallelFor((count + chunk - 1) / chunk) { c in
+                    for i in (c * chunk)..<min(count, (c + 1) * chunk) { logits[i] = tanhf(logits[i] / cap) * cap }
+                }
             }
         }
     }
