@@ -140,8 +140,8 @@ extension TextConfig {
         func int(_ key: String, _ fallback: Int) -> Int { (text[key] as? NSNumber)?.intValue ?? fallback }
         func float(_ key: String, _ fallback: Float) -> Float { (text[key] as? NSNumber)?.floatValue ?? fallback }
 
-        if let activation = (text["hidden_activation"] as? String) ?? (text["hidden_act"] as? String),
-           !tanhGELUNames.contains(activation) {
+        // Gemma3TextConfig reads `hidden_activation` only (a `hidden_act` key is kept but unused).
+        if let activation = text["hidden_activation"] as? String, !tanhGELUNames.contains(activation) {
             throw TextModelError.badConfig("hidden_activation \(activation) is not supported (Gemma 3's is gelu_pytorch_tanh)")
         }
         if (text["use_bidirectional_attention"] as? Bool) == true {
