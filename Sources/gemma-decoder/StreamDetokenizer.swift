@@ -49,7 +49,7 @@ actor SurfaceTable {
         var vocabulary: UInt32?
         func malformed(_ what: String) -> RPCError { RPCError(.internal, "tokenizer service: bad Surfaces page: \(what)") }
         for try await page in client.serverStreaming("/gemma.v1.Tokenizer/Surfaces", V1.SurfacesRequest(),
-                                                     as: V1.SurfacesPage.self, timeout: .seconds(60)) {
+                                                     as: V1.SurfacesPage.self, timeout: .seconds(30)) {
             guard vocabulary == nil || vocabulary == page.vocabularySize else { throw malformed("vocabulary size changed") }
             guard page.vocabularySize <= maxVocabulary else { throw malformed("a vocabulary of \(page.vocabularySize) ids") }
             vocabulary = page.vocabularySize
