@@ -22,7 +22,7 @@ struct Bench: AsyncParsableCommand {
     @Option(help: "Concurrent streams through the decoder service (with --through-services).") var concurrency: Int = 1
     @Flag(help: "Also measure through the decoder (or tokenizer) service.") var throughServices = false
     @Option(help: "With --through-services: rounds of in-process and service decode, alternated; the figures are medians.")
-    var rounds: Int = 3
+    var rounds: Int = 7
     @Option(help: "Vision crops to encode.") var crops: Int = 1
     @Option(help: "Tokenizer benchmark text (UTF-8 file); default: a built-in multilingual text.") var textFile: String?
     @Flag(help: "Print JSON.") var json = false
