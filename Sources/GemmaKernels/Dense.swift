@@ -2,15 +2,15 @@ import CKernels
 import COpenBLAS
 import Foundation
 
+/// Config names of the activation the feed-forward kernels compute: GELU with the tanh
+/// approximation (transformers' `gelu_pytorch_tanh`; `gelu_new` is the same formula).
+public let tanhGELUNames: Set<String> = ["gelu_pytorch_tanh", "gelu_new"]
+
 /// Plain f32 building blocks shared by the text and vision models.
 ///
 /// Every function works in place on caller-owned memory and allocates nothing. Vectors that
 /// hold several rows are laid out row after row (row-major); the row length is given by the
 /// weight vector's count.
-/// Config names of the activation the feed-forward kernels compute: GELU with the tanh
-/// approximation (transformers' `gelu_pytorch_tanh`; `gelu_new` is the same formula).
-public let tanhGELUNames: Set<String> = ["gelu_pytorch_tanh", "gelu_new"]
-
 public enum Dense {
     /// `c[m×n] = alpha · op(a) · op(b) + beta · c`, all matrices row-major.
     ///

@@ -43,7 +43,7 @@ public final class Tokenizer: Sendable {
     public let vocabularySize: Int
     public let specialTokens: SpecialTokenIDs
     /// Tokens outside the SentencePiece vocabulary, by id (Gemma 3: `<image_soft_token>`).
-    public let addedTokens: [Int32: String]
+    public var addedTokens: [Int32: String] { surfaces.added }
 
     private let processor: SentencePieceProcessor
     /// Control, unknown and user-defined pieces plus added tokens: the split for `parseSpecial`.
@@ -129,7 +129,6 @@ public final class Tokenizer: Sendable {
             imageSoftToken = added[Int32(size)] == nil ? Int32(size) : (added.keys.max() ?? Int32(size)) + 1
             added[imageSoftToken] = "<image_soft_token>"
         }
-        self.addedTokens = added
         for (id, text) in added { specialTexts.append((text, id)) }
 
         let unknownID: Int32
@@ -263,9 +262,7 @@ public final class Tokenizer: Sendable {
     // MARK: Vocabulary
 
     /// Whether `id` is a piece or an added token.
-    public func isValid(_ id: Int32) -> Bool {
-        (id >= 0 && Int(id) < vocabularySize) || addedTokens[id] != nil
-    }
+    public func isValid(_ id: Int32) -> Bool { surfaces.isValid(id) }
 
     /// The piece text of `id` as stored in the model (spaces appear as U+2581).
     public func piece(for id: Int32) throws -> String {

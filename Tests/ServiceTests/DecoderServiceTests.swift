@@ -95,9 +95,10 @@ final class DecoderServiceTests: XCTestCase {
         XCTAssertEqual(direct.ids, result.ids)
     }
 
-    /// The decoder detokenizes streams from the table the tokenizer service hands out
-    /// (`Surfaces`): the streamed text is the tokenizer's Decode of the streamed ids, multi-byte
-    /// characters included.
+    /// The streamed text is the tokenizer's Decode of the streamed ids, multi-byte characters
+    /// included. (This decoder streams from the tokenizer's `Surfaces` table; the per-token
+    /// DecodeIncremental path it falls back to is exercised by MultimodalServiceTests' stub
+    /// tokenizer, which has no `Surfaces`. Which path ran is not observable here.)
     func testStreamedTextIsTheTokenizersDecodeOfTheIds() async throws {
         for prompt in ["日本の首都は", "Emoji are fun: 🎉", "The capital of France is"] {
             let result = try await generate(rawRequest(prompt, maxTokens: 24))
