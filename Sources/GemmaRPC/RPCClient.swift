@@ -64,14 +64,12 @@ public final class RPCClient: Sendable {
             entry.value = value
             return entry
         }
-        // The server enforces the deadline; the client's own timer (`patience`, a second later)
-        // covers a server that never answers.
-        var patience: TimeAmount?
+        // The server enforces the deadline; the client's own timer (a second later, counted from
+        // this call, connecting included) covers a server that never answers.
         if let timeout {
             start.timeoutMs = UInt64(max(1, timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000))
-            patience = .milliseconds(Int64(start.timeoutMs) + 1000)
         }
-        let timeoutPatience = patience
+        let patience = timeout.map { _ in NIODeadline.now() + .milliseconds(Int64(start.timeoutMs) + 1000) }
         var frame = V1.Frame()
         frame.callID = callID
         frame.kind = .start(start)
@@ -108,7 +106,7 @@ public final class RPCClient: Sendable {
                 guard let handler = try? channel.pipeline.syncOperations.handler(type: ClientConnectionHandler.self) else {
                     return continuation.finish(throwing: RPCError(.unavailable, "\(address): connection closed"))
                 }
-                handler.open(callID, startFrame, patience: timeoutPatience, receiver)
+                handler.open(callID, startFrame, patience: patience, receiver)
             }
         }
         return stream
@@ -191,10 +189,11 @@ final class ClientConnectionHandler: ChannelInboundHandler {
 
     func handlerAdded(context: ChannelHandlerContext) { self.context = context }
 
-    func open(_ id: UInt64, _ frame: V1.Frame, patience: TimeAmount?, _ receiver: @escaping @Sendable (ClientEvent) -> Void) {
+    /// Sends the call's start frame; without an answer by `patience` the call ends `.noAnswer`.
+    func open(_ id: UInt64, _ frame: V1.Frame, patience: NIODeadline?, _ receiver: @escaping @Sendable (ClientEvent) -> Void) {
         guard let context, context.channel.isActive else { return receiver(.connectionLost("connection closed")) }
         let loop = NIOLoopBound(self, eventLoop: context.eventLoop)
-        let timer = patience.map { context.eventLoop.scheduleTask(in: $0) { loop.value.end(id, .noAnswer) } }
+        let timer = patience.map { context.eventLoop.scheduleTask(deadline: $0) { loop.value.end(id, .noAnswer) } }
         calls[id] = Call(receiver: receiver, timer: timer)
         // A failed write closes the channel, and channelInactive fails the call.
         context.writeAndFlush(wrapOutboundOut(Framing.encode(frame, allocator: context.channel.allocator)), promise: nil)
