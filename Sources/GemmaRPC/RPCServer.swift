@@ -200,12 +200,7 @@ final class ServerConnectionHandler: ChannelInboundHandler {
 
     func channelInactive(context: ChannelHandlerContext) {
         // The client is gone: stop its work; nothing can be sent any more.
-        for (_, call) in calls {
-            call.task.cancel()
-            call.deadlineTimer?.cancel()
-            server.callEnded()
-        }
-        calls = [:]
+        for id in Array(calls.keys) { close(id) }
         context.fireChannelInactive()
     }
 
@@ -310,10 +305,7 @@ final class ServerConnectionHandler: ChannelInboundHandler {
     /// Sends a unary call's response and its OK status together, unless the call has ended
     /// (cancelled, past its deadline, client gone).
     private func answer(_ id: UInt64, _ bytes: [UInt8]) {
-        guard let call = calls.removeValue(forKey: id) else { return }
-        call.deadlineTimer?.cancel()
-        server.callEnded()
-        writeAnswer(id, bytes)
+        if close(id) { writeAnswer(id, bytes) }
     }
 
     /// A unary response and its OK status, in one write.
@@ -329,11 +321,18 @@ final class ServerConnectionHandler: ChannelInboundHandler {
     /// Ends a call once: cancels its task and timer and sends its status. Later calls for the
     /// same id do nothing.
     private func endCall(_ id: UInt64, _ code: StatusCode, _ message: String) {
-        guard let call = calls.removeValue(forKey: id) else { return }
+        if close(id) { sendStatus(id, code, message) }
+    }
+
+    /// Forgets an open call: stops its timer and its task (a no-op for the task that has just
+    /// answered) and counts it ended. False if the call had ended already.
+    @discardableResult
+    private func close(_ id: UInt64) -> Bool {
+        guard let call = calls.removeValue(forKey: id) else { return false }
         call.deadlineTimer?.cancel()
         call.task.cancel()
         server.callEnded()
-        sendStatus(id, code, message)
+        return true
     }
 
     private func sendStatus(_ id: UInt64, _ code: StatusCode, _ message: String) {
