@@ -84,21 +84,22 @@ final class GenerationEngine: @unchecked Sendable {
     /// samples the first token and enters the decode loop.
     func admit(_ generation: Generation, logits: [Float]) {
         let continues = advance(generation, logits: logits)
-        let waiters = lock.withLock { settle(generation, continues: continues) }
+        let (waiters, submit) = lock.withLock { (settle(generation, continues: continues), claimPass()) }
         for waiter in waiters { waiter.resume() }
-        scheduleIfNeeded()
+        if submit { submitPass() }
     }
 
     /// The handler has sent one of the generation's tokens.
     func acknowledge(_ generation: Generation) {
-        lock.withLock {
+        let submit = lock.withLock {
             generation.unacknowledged -= 1
             if generation.state == .parked && generation.unacknowledged < Self.window {
                 generation.state = .ready
                 ready.append(generation)
             }
+            return claimPass()
         }
-        scheduleIfNeeded()
+        if submit { submitPass() }
     }
 
     /// Takes the generation out of the loop; returns once no pass uses its cache. Its
@@ -119,14 +120,15 @@ final class GenerationEngine: @unchecked Sendable {
         generation.continuation.finish()
     }
 
-    private func scheduleIfNeeded() {
-        let submit = lock.withLock {
-            guard !scheduled && !ready.isEmpty else { return false }
-            scheduled = true
-            return true
-        }
-        if submit { queue.submit { self.runPass() } }
+    /// Under the lock: whether the caller should queue a pass (generations are ready and no
+    /// pass is queued yet); if so, one counts as queued from now.
+    private func claimPass() -> Bool {
+        guard !scheduled && !ready.isEmpty else { return false }
+        scheduled = true
+        return true
     }
+
+    private func submitPass() { queue.submit { self.runPass() } }
 
     /// On the inference thread: one forward pass for every ready generation, then each one's
     /// next token. If the batch fails, each runs alone so that only the one at fault fails.
@@ -158,7 +160,7 @@ final class GenerationEngine: @unchecked Sendable {
             }
             waiters += lock.withLock { settle(generation, continues: continues) }
         }
-        scheduleIfNeeded()
+        if lock.withLock(claimPass) { submitPass() }
         for waiter in waiters { waiter.resume() }
     }
 
