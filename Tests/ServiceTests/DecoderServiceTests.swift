@@ -176,6 +176,7 @@ final class DecoderServiceTests: XCTestCase {
     func testConcurrentClientsGetTheSameAnswersAsOneAtATime() async throws {
         let prompts = ["The capital of France is", "My favourite food is", "Once upon a time"]
         let lengths: [UInt32] = [12, 5, 20]
+        let cancelledSession = "cancelled-\(UInt32.random(in: 0...UInt32.max))"
         func request(_ i: Int) -> V1.GenerateRequest {
             var request = Self.rawRequest(prompts[i], maxTokens: lengths[i])
             if i == 1 { request.topLogprobs = 3 }
@@ -191,6 +192,7 @@ final class DecoderServiceTests: XCTestCase {
             group.addTask {
                 var long = Self.rawRequest("Count from one to a thousand:", maxTokens: 400)
                 long.ignoreEos = true
+                long.sessionID = cancelledSession
                 var received: [Int32] = []
                 for try await chunk in try RPCClient(address).serverStreaming(
                     "/gemma.v1.Decoder/Generate", long, as: V1.GenerateResponse.self) {
@@ -205,9 +207,23 @@ final class DecoderServiceTests: XCTestCase {
         }
         XCTAssertEqual(concurrent, sequential)
         XCTAssertEqual(sequential.map(\.count), lengths.map(Int.init))
-        // The cancelled stream left the engine: the next call is served.
-        let next = try await generate(rawRequest("Hello", maxTokens: 2))
-        XCTAssertEqual(next.ids.count, 2)
+        // The cancelled stream's handler finished: its session is checked back in (a session in
+        // use answers FAILED_PRECONDITION), which its handler does only once the engine has
+        // let the generation go (a detach that never returned would keep the session out).
+        var resume = rawRequest("Count from one to a thousand: one", maxTokens: 2)
+        resume.sessionID = cancelledSession
+        var resumed: Result?
+        for _ in 0..<100 where resumed == nil {
+            do {
+                resumed = try await generate(resume)
+            } catch let error as RPCError where error.code == .failedPrecondition {
+                try await Task.sleep(for: .milliseconds(50))
+            }
+        }
+        XCTAssertEqual(resumed?.ids.count, 2, "the cancelled stream's session never came back")
+        var release = V1.ReleaseSessionRequest()
+        release.sessionID = cancelledSession
+        _ = try await client.unary("/gemma.v1.Decoder/ReleaseSession", release, as: V1.ReleaseSessionResponse.self)
     }
 
     /// A session stopped by a stop string may hold tokens past it; the next turn still
