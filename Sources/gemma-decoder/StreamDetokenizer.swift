@@ -47,7 +47,7 @@ actor SurfaceTable {
     static func fetch(_ client: RPCClient) async throws -> TokenSurfaces {
         var bytes: [UInt8] = [], offsets: [Int32] = [0], skippable: [Bool] = [], added: [Int32: String] = [:]
         var vocabulary: UInt32?
-        func malformed(_ what: String) -> RPCError { RPCError(.internal, "tokenizer service: bad Surfaces page: \(what)") }
+        func malformed(_ what: String) -> RPCError { RPCError(.internal, "bad Surfaces page: \(what)") }
         for try await page in client.serverStreaming("/gemma.v1.Tokenizer/Surfaces", V1.SurfacesRequest(),
                                                      as: V1.SurfacesPage.self, timeout: .seconds(30)) {
             guard vocabulary == nil || vocabulary == page.vocabularySize else { throw malformed("vocabulary size changed") }
@@ -94,7 +94,7 @@ enum StreamDetokenizer {
         } catch let error as RPCError where optional && error.code == .unavailable {
             return .none
         } catch let error as RPCError {
-            throw RPCError(error.code, error.message.hasPrefix("tokenizer service") ? error.message : "tokenizer service: \(error.message)")
+            throw RPCError(error.code, "tokenizer service: \(error.message)")
         }
     }
 

@@ -168,6 +168,43 @@ final class MultimodalServiceTests: XCTestCase {
         }
     }
 
+    /// A tokenizer service whose detokenization table does not add up (lengths that overrun the
+    /// page's bytes, or ids that skip ahead) fails the call with INTERNAL and says why; the
+    /// decoder keeps serving.
+    func testMalformedSurfacesTableIsRefused() async throws {
+        var good = V1.SurfacesPage()
+        (good.vocabularySize, good.firstID, good.lengths, good.bytes, good.skippable) = (2, 0, [1, 1], [65, 66], [0, 0])
+        var overrun = good
+        overrun.lengths = [1, 2]
+        var skipped = good
+        skipped.firstID = 1
+        for (page, why) in [(overrun, "do not fit"), (skipped, "ids from 1, expected 0")] {
+            var stub = RPCService(name: "gemma.v1.Tokenizer")
+            stub.serverStreaming("Surfaces") { (_: V1.SurfacesRequest, _, stream: ResponseStream<V1.SurfacesPage>) in
+                try await stream.send(page)
+            }
+            let tokenizer = try InProcessServer(name: "bad-surfaces", service: stub)
+            let decoder = try ActivatedService(binary: "gemma-decoder", arguments: [
+                "--model", multimodalFixtureRoot + "/mm64", "--tokenizer", tokenizer.address,
+            ], name: "decoder-bad-surfaces")
+            var request = V1.GenerateRequest()
+            var input = V1.TokenInput()
+            input.ids = [2, 30, 31]
+            request.input = .tokens(input)
+            request.maxTokens = 2
+            let client = try RPCClient(decoder.unixAddress)
+            do {
+                _ = try await generate(client, request)
+                XCTFail("a malformed table was accepted")
+            } catch let error as RPCError {
+                XCTAssertEqual(error.code, .internal, error.message)
+                XCTAssertTrue(error.message.contains("tokenizer service: bad Surfaces page") && error.message.contains(why), error.message)
+            }
+            let health = try await client.unary("/gemma.v1.Decoder/Health", V1.HealthRequest(), as: V1.HealthResponse.self)
+            XCTAssertEqual(health.status, .serving)
+        }
+    }
+
     func testChatWithImagesGoesThroughTemplateAndVision() async throws {
         let item = manifest.cases[0]  // [2, 10, 11] image [12, 13, 14, 15]
         XCTAssertEqual(item.name, "one_image")
